@@ -58,9 +58,8 @@ def _chain(model, obs, n, guide, temperature, cond, generator):
         cond = obs.new_zeros(M, model.cfg.cond_dim)
     obs_n = model.obs_norm(obs)
     x = torch.randn(M, model.x_dim, generator=generator, device=obs.device, dtype=obs.dtype)
-    steps = torch.arange(model.cfg.T, device=obs.device)
     for i in reversed(range(model.cfg.T)):
-        t = steps[i].expand(M)
+        t = model.t_index[i].expand(M)  # one shared step index: time features are computed once per step
         if guide is None:
             eps = model.denoiser(x, t, obs_n, cond)
         else:
@@ -170,4 +169,4 @@ def select(cands: torch.Tensor, scores: torch.Tensor | None, rule: SelectionRule
         idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
     else:
         raise ValueError(f"unknown selection rule '{rule}'; known: argmax, softmax, expectile, first")
-    return cands[torch.arange(B, device=cands.device), idx]
+    return cands.gather(1, idx.view(B, 1, 1).expand(B, 1, cands.shape[2])).squeeze(1)

@@ -143,6 +143,9 @@ def test_fast_mish_matches_torch():
     y_ref = torch.nn.functional.mish(x)
     (g_ref,) = torch.autograd.grad(y_ref.sum(), x)
     assert torch.allclose(y, y_ref, atol=1e-9) and torch.allclose(g, g_ref, atol=1e-9)
+    x32 = torch.linspace(-40, 40, 4001)
+    with torch.no_grad():
+        assert torch.allclose(Mish()(x32), torch.nn.functional.mish(x32), atol=2e-6)
 
 
 def test_shared_time_features_equal_per_row_ones():

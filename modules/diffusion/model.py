@@ -61,6 +61,7 @@ class DiffusionModel(nn.Module):
         self.register_buffer("x_high", high, persistent=False)
         self.register_buffer("sqrt_abar", self.sched.sqrt_abar.float(), persistent=False)
         self.register_buffer("sqrt_1m_abar", self.sched.sqrt_1m_abar.float(), persistent=False)
+        self.register_buffer("t_index", torch.arange(cfg.T), persistent=False)
 
     # --- to be provided by a backbone ---------------------------------------------------------------------------
     def denoiser(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
