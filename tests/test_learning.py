@@ -77,6 +77,22 @@ def test_guidance_first_dql_beats_the_data(toy, critic):
     assert all(not p.requires_grad for p in critic.parameters())  # the guidance stayed frozen
 
 
+def test_guidance_switched_on_late_is_bc_until_then(toy, critic):
+    """guidance_start = k: the first k steps are exactly BC (same weights as a BC run), guidance acts after."""
+    def train(steps: int, start: int, eta: float):
+        torch.manual_seed(0)
+        model = DQLDiffusion(DQLMLPConfig(obs_dim=1, act_dim=2, hidden=32))
+        recipe = get_recipe("dql-guidance-first").with_overrides(steps=steps, reward_transform="identity", eta=eta,
+                                                                 guidance_start=start, batch_size=64, ema_start=1)
+        return run(recipe, toy, model=model, guidance=critic, progress=False).model.state_dict()
+
+    bc = train(30, 0, 0.0)
+    late = train(30, 30, 1.0)
+    assert all(torch.equal(bc[k], late[k]) for k in bc)
+    switched = train(40, 30, 1.0)
+    assert any(not torch.equal(train(40, 0, 0.0)[k], switched[k]) for k in bc)
+
+
 def test_joint_dql_trains_its_critic_and_actor(toy):
     torch.manual_seed(0)
     critic = IQLCritic(CriticConfig(obs_dim=1, act_dim=2, hidden=32, with_v=False, layers=2))

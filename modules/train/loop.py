@@ -78,7 +78,7 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
             model, lr=recipe.lr, guidance=q_guide, eta=recipe.eta if recipe.diffusion_update == "q_loss" else 0.0,
             grad_clip=recipe.grad_clip, ema_decay=recipe.ema_decay, ema_every=recipe.ema_every,
             ema_start=recipe.ema_start, targets=targets, total_steps=recipe.steps, cosine_lr=recipe.cosine_lr,
-            weight_decay=recipe.weight_decay)
+            weight_decay=recipe.weight_decay, guidance_start=recipe.guidance_start)
     if recipe.critic_update == "iql":
         parts["critic"] = IQLUpdate(critic, lr=recipe.critic_lr, discount=recipe.discount,
                                     expectile=recipe.expectile, tau=recipe.tau)

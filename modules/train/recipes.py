@@ -35,6 +35,7 @@ class Recipe(BaseModel):
     expectile: float = 0.7
     tau: float = 0.005
     eta: float = 1.0
+    guidance_start: int = Field(default=0, ge=0)  # q_loss: the guidance term is switched on after this many steps
     grad_clip: float | None = None
     ema_decay: float = 0.995
     ema_every: int = 5

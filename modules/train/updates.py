@@ -104,13 +104,14 @@ def default_targets(b: dict[str, torch.Tensor]):
 class DiffusionUpdate:
     """BC denoising loss, plus (q_loss) eta * -Q_i(s, a_hat) / mean|Q_j(s, a_hat)| with a_hat drawn through the whole
     reverse chain with gradients; (i, j) a random order of two heads. The guidance may be frozen (guidance-first) or
-    the live critic of a joint run. An EMA copy of the model is kept and is what gets stored and sampled."""
+    the live critic of a joint run; `guidance_start` > 0 trains BC-only until that step, then switches guidance on. An EMA copy of the model is kept and is what gets stored and sampled."""
 
     def __init__(self, model: DiffusionModel, lr: float = 3e-4, guidance: IQLCritic | None = None, eta: float = 0.0,
                  grad_clip: float | None = None, ema_decay: float = 0.995, ema_every: int = 5, ema_start: int = 1000,
                  targets: TargetFn = default_targets, total_steps: int | None = None, cosine_lr: bool = False,
-                 weight_decay: float = 0.0):
+                 weight_decay: float = 0.0, guidance_start: int = 0):
         self.model, self.guidance, self.eta, self.grad_clip = model, guidance, eta, grad_clip
+        self.guidance_start = guidance_start
         self.targets = targets
         self.ema = frozen_copy(model)
         self.ema_decay, self.ema_every, self.ema_start = ema_decay, ema_every, ema_start
@@ -133,7 +134,7 @@ class DiffusionUpdate:
         bc = self.model.bc_loss(x0, b["obs"], cond, weights)
         loss = bc
         ql = None
-        if self.guidance is not None and self.eta > 0:
+        if self.guidance is not None and self.eta > 0 and step > self.guidance_start:
             ql = self.q_loss(b["obs"])
             loss = bc + self.eta * ql
         self.opt.zero_grad(set_to_none=True)
