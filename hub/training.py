@@ -144,14 +144,16 @@ def _run_dir(module_id: str) -> Path:
 
 def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int = 0, module_id: str | None = None,
                    store: Store | None = None, budget: Budget | None = None, progress: bool = True,
-                   eval_fn_factory: Callable | None = None) -> list[StoredModule]:
+                   eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None
+                   ) -> list[StoredModule]:
     """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor."""
     if algo not in GUIDANCE_ALGOS:
         raise MdhubError(f"unknown guidance algorithm '{algo}'; known: {', '.join(GUIDANCE_ALGOS)}")
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
-    recipe = get_recipe(GUIDANCE_ALGOS[algo]).with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size)
+    recipe = get_recipe(GUIDANCE_ALGOS[algo]).with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size,
+                                                             **(recipe_overrides or {}))
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
     ds_name = ds.metadata.get("dataset_id") or "data"
@@ -214,7 +216,7 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
         if guidance is not None:
             raise MdhubError("--joint trains its own critic: give either --guidance or --joint, not both")
         return train_guidance("dql", dataset, steps=steps, seed=seed, module_id=module_id, store=store, budget=budget,
-                              progress=progress, eval_fn_factory=eval_fn_factory)
+                              progress=progress, eval_fn_factory=eval_fn_factory, recipe_overrides=recipe_overrides)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
