@@ -46,16 +46,18 @@ class Job:
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
+    """The jobs of the grid, each with the jobs it needs first."""
     seeds = list(range(args.seeds))
     half = args.steps // 2
     jobs = [Job(f"iql-{s}", "guidance", s, params={"algo": "iql"}) for s in seeds]
     jobs += [Job(f"joint-{s}", "joint", s) for s in seeds]
     jobs += [Job(f"gf-{s}", "gf", s, [f"iql-{s}"], {"guidance": f"iql-{s}"}) for s in seeds]
-    jobs += [Job("idql-0", "guidance", 0, params={"algo": "idql"}),
-             Job("gf-idql-0", "gf", 0, ["idql-0"], {"guidance": "idql-0"}),
-             Job("idql-bc-0", "idql-bc", 0),
-             Job("bc-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "eta": 0.0}),
-             Job(f"late-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "guidance_start": half})]
+    if args.grid == "all":
+        jobs += [Job("idql-0", "guidance", 0, params={"algo": "idql"}),
+                 Job("gf-idql-0", "gf", 0, ["idql-0"], {"guidance": "idql-0"}),
+                 Job("idql-bc-0", "idql-bc", 0),
+                 Job("bc-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "eta": 0.0}),
+                 Job("late-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "guidance_start": half})]
     others = {s: seeds[(i + 1) % len(seeds)] for i, s in enumerate(seeds)}
     for s in seeds:  # double guidance: the training guidance vs an independently seeded one
         jobs.append(Job(f"eval-gf-{s}-own", "eval", s, [f"gf-{s}"], {"d": f"gf-{s}", "g": f"iql-{s}"}))
@@ -63,7 +65,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
             jobs.append(Job(f"eval-gf-{s}-double", "eval", s, [f"gf-{s}", f"iql-{others[s]}"],
                             {"d": f"gf-{s}", "g": f"iql-{others[s]}"}))
         jobs.append(Job(f"eval-joint-{s}", "eval", s, [f"joint-{s}"], {"d": f"joint-{s}-actor", "g": f"joint-{s}"}))
-    jobs += [  # cross-algorithm transfer
+    if args.grid != "all":
+        return jobs
+    jobs += [  # cross-algorithm transfer and guidance necessity
         Job("eval-gf-idql-0", "eval", 0, ["gf-idql-0"], {"d": "gf-idql-0", "g": "idql-0"}),
         Job("eval-idql-native", "eval", 0, ["idql-bc-0", "idql-0"], {"d": "idql-bc-0", "g": "idql-0", "n": 64}),
         Job("eval-idql-by-dql", "eval", 0, ["idql-bc-0", "joint-0"], {"d": "idql-bc-0", "g": "joint-0", "n": 64}),
@@ -298,6 +302,8 @@ def main() -> None:
     ap.add_argument("--env", default="hopper", choices=["hopper", "halfcheetah", "ant"])
     ap.add_argument("--transitions", type=int, default=100_000)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--grid", default="all", choices=["all", "core"],
+                    help="core: guidance-first vs joint and double guidance only (no transfer / necessity runs)")
     ap.add_argument("--steps", type=int, default=10_000, help="diffusion training steps per run")
     ap.add_argument("--guidance-steps", type=int, default=20_000)
     ap.add_argument("--eta", type=float, default=0.1, help="q_loss weight (reference 1.0; see the README results)")
