@@ -158,6 +158,7 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
         recipe = recipe.with_overrides(reward_transform="identity")
     ds_name = ds.metadata.get("dataset_id") or "data"
     module_id = module_id or f"{algo}-{ds_name}-s{seed}"
+    torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
     critic = build(recipe.critic_arch, "guidance", _arch_config(recipe.critic_arch, ds, recipe.critic_config, budget.hidden))
     model = None
     if recipe.backbone:
@@ -253,6 +254,7 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
     extra = dict(recipe.backbone_config)
     if labels and recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
         extra["weight_tau"] = (g.card.guidance.expectile if g is not None else None) or 0.7
+    torch.manual_seed(seed)  # the initial weights follow the run's seed, whatever ran before in this process
     model = build(recipe.backbone, "diffusion", _arch_config(recipe.backbone, ds, extra, budget.hidden))
     targets = _label_targets(recipe, model, g, ds) if labels else default_targets
     eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
