@@ -5,8 +5,8 @@ On one task's medium dataset (default hopper-bullet-medium, 100k transitions) th
   gf-s        a DQL backbone under iql-s, frozen (guidance-first), eta = --eta;
   joint-s     DQL's own joint run (critic and actor together), same eta, steps and evaluation;
 and once (seed 0): idql-0 (an IDQL-recipe guidance), gf-idql-0 (DQL driven by it: cross-algorithm transfer),
-idql-bc-0 (an IDQL LN-ResNet backbone, BC), bc-0 (DQL backbone, eta 0: no guidance in training) and late-0 (guidance
-switched on at half the steps). Every training run evaluates its EMA policy every --eval-every steps (N = 50 candidates
+idql-bc-0 (an IDQL LN-ResNet backbone, BC), bc-0 (DQL backbone, eta 0: no guidance in training) and late-K-0 (BC until
+step K, then the frozen guidance switched on; K at 1/4, 1/2 and 3/4 of the steps). Every training run evaluates its EMA policy every --eval-every steps (N = 50 candidates
 resampled by its guidance: the frozen one, or a joint run's own critic). Then it evaluates, with --final-episodes:
 double guidance (gf-s sampled by iql-s vs by iql-(s+1)), and the cross pairings.
 
@@ -48,7 +48,6 @@ class Job:
 def plan(args: argparse.Namespace) -> list[Job]:
     """The jobs of the grid, each with the jobs it needs first."""
     seeds = list(range(args.seeds))
-    half = args.steps // 2
     jobs = [Job(f"iql-{s}", "guidance", s, params={"algo": "iql"}) for s in seeds]
     jobs += [Job(f"joint-{s}", "joint", s) for s in seeds]
     jobs += [Job(f"gf-{s}", "gf", s, [f"iql-{s}"], {"guidance": f"iql-{s}"}) for s in seeds]
@@ -56,8 +55,9 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs += [Job("idql-0", "guidance", 0, params={"algo": "idql"}),
                  Job("gf-idql-0", "gf", 0, ["idql-0"], {"guidance": "idql-0"}),
                  Job("idql-bc-0", "idql-bc", 0),
-                 Job("bc-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "eta": 0.0}),
-                 Job("late-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "guidance_start": half})]
+                 Job("bc-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "eta": 0.0})]
+        jobs += [Job(f"late-{k}-0", "gf", 0, ["iql-0"], {"guidance": "iql-0", "guidance_start": k})
+                 for k in switch_steps(args)]
     others = {s: seeds[(i + 1) % len(seeds)] for i, s in enumerate(seeds)}
     for s in seeds:  # double guidance: the training guidance vs an independently seeded one
         jobs.append(Job(f"eval-gf-{s}-own", "eval", s, [f"gf-{s}"], {"d": f"gf-{s}", "g": f"iql-{s}"}))
@@ -124,6 +124,11 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
     out["wall_s"] = round(time.perf_counter() - t0, 2)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return out
+
+
+def switch_steps(args: argparse.Namespace) -> list[int]:
+    """The steps at which the guidance is switched on in the necessity runs."""
+    return [args.steps // 4, args.steps // 2, 3 * args.steps // 4]
 
 
 def dataset_id(args: argparse.Namespace) -> str:
@@ -239,7 +244,7 @@ def summarise(jobs: list[Job], args: argparse.Namespace) -> dict:
         "idql_by_dql_over_native": _ratio(t["idql_sampled_by_dql_critic"], t["idql_native (idql-bc + idql guidance)"])}
     report["necessity"] = {name: run_stats(job) for name, job in (
         ("no guidance in training (eta 0)", "bc-0"), ("joint", "joint-0"), ("frozen guidance from step 0", "gf-0"),
-        (f"frozen guidance from step {args.steps // 2}", "late-0"))}
+        *((f"frozen guidance from step {k}", f"late-{k}-0") for k in switch_steps(args)))}
     report["necessity"]["no guidance at all (eta 0, sampled without guidance)"] = ev("eval-bc-unguided")
     report["curves"] = {name: res[name]["curve"] for name in res if "curve" in res[name]}
     return report
@@ -271,7 +276,8 @@ def plot(report: dict, path: Path, args: argparse.Namespace, data_score: float) 
         ax.legend(fontsize=8)
     ax = axes[1][0]  # guidance necessity
     for name, label in (("bc-0", "no guidance (eta 0)"), ("gf-0", "guidance from step 0"),
-                        ("late-0", f"guidance from step {args.steps // 2}"), ("joint-0", "joint")):
+                        *((f"late-{k}-0", f"guidance from step {k}") for k in switch_steps(args)),
+                        ("joint-0", "joint")):
         if name in curves:
             ax.plot([c["step"] for c in curves[name]], [c["normalized_score"] for c in curves[name]], marker="o",
                     ms=3, label=label)
