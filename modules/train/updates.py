@@ -104,7 +104,8 @@ def default_targets(b: dict[str, torch.Tensor]):
 class DiffusionUpdate:
     """BC denoising loss, plus (q_loss) eta * -Q_i(s, a_hat) / mean|Q_j(s, a_hat)| with a_hat drawn through the whole
     reverse chain with gradients; (i, j) a random order of two heads. The guidance may be frozen (guidance-first) or
-    the live critic of a joint run; `guidance_start` > 0 trains BC-only until that step, then switches guidance on. An EMA copy of the model is kept and is what gets stored and sampled."""
+    the live critic of a joint run; `guidance_start` > 0 trains BC-only until that step, then switches guidance on.
+    An EMA copy of the model is kept and is what gets stored and sampled."""
 
     def __init__(self, model: DiffusionModel, lr: float = 3e-4, guidance: IQLCritic | None = None, eta: float = 0.0,
                  grad_clip: float | None = None, ema_decay: float = 0.995, ema_every: int = 5, ema_start: int = 1000,
