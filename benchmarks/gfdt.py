@@ -6,8 +6,9 @@ On one task's medium dataset (default hopper-bullet-medium, 100k transitions) th
   joint-s     DQL's own joint run (critic and actor together), same eta, steps and evaluation;
 and once (seed 0): idql-0 (an IDQL-recipe guidance), gf-idql-0 (DQL driven by it: cross-algorithm transfer),
 idql-bc-0 (an IDQL LN-ResNet backbone, BC), bc-0 (DQL backbone, eta 0: no guidance in training) and late-K-0 (BC until
-step K, then the frozen guidance switched on; K at 1/4, 1/2 and 3/4 of the steps). Every training run evaluates its EMA policy every --eval-every steps (N = 50 candidates
-resampled by its guidance: the frozen one, or a joint run's own critic). Then it evaluates, with --final-episodes:
+step K, then the frozen guidance switched on; K at 1/4, 1/2 and 3/4 of the steps). Every training run evaluates its
+EMA policy every --eval-every steps (N = 50 candidates resampled by its guidance: the frozen one, or a joint run's own
+critic). Then it evaluates, with --final-episodes:
 double guidance (gf-s sampled by iql-s vs by iql-(s+1)), and the cross pairings.
 
 Each run is one job in a fresh process (so its peak memory is its own), at most --parallel at a time, each with
@@ -164,8 +165,8 @@ def run_grid(jobs: list[Job], args: argparse.Namespace, argv: list[str]) -> None
                     print(f"[{time.strftime('%H:%M:%S')}] done  {j.name}", flush=True)
                 else:
                     failed.append(j.name)
-                    print(f"[{time.strftime('%H:%M:%S')}] FAILED {j.name} (see {job_file(args, j.name).with_suffix('.log')})",
-                          flush=True)
+                    log = job_file(args, j.name).with_suffix(".log")
+                    print(f"[{time.strftime('%H:%M:%S')}] FAILED {j.name} (see {log})", flush=True)
     if failed:
         print(f"failed or blocked: {', '.join(failed)}", flush=True)
 
