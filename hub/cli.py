@@ -179,6 +179,10 @@ def demo_cmd(
     out.print("stored (policy cards reference their parts):")
     for r in rows:
         out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True)
+    out.print(f"These are CPU-sized runs ({cfg.guidance_steps} guidance / {cfg.diffusion_steps} diffusion steps, "
+              f"{cfg.episodes} episodes per score): a young critic can pick worse actions than no guidance at all, "
+              "and scores move by several points between seeds. Full-budget figures: README, Results.",
+              highlight=False)
     out.print("Next: `mdhub list`, `mdhub show demo-dql-double`, `mdhub check demo-iql-s1 demo-dql-gf`.")
 
 
