@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
+import statistics
 from pathlib import Path
 
 OUT = Path(__file__).parent / "out"
@@ -31,3 +33,10 @@ def setup(args: argparse.Namespace):
 def machine(args: argparse.Namespace) -> dict:
     return {"cores": os.cpu_count(), "threads": args.threads, "cpu": platform.machine(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}
+
+
+def latency_summary(times_ms: list[float]) -> dict[str, float]:
+    """Median and p90 (nearest rank) of timings in ms, and how many there were."""
+    ordered = sorted(times_ms)
+    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+    return {"median_ms": round(statistics.median(ordered), 3), "p90_ms": round(p90, 3), "n": len(ordered)}

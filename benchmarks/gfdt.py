@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -85,8 +84,10 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
     from hub.combine import combine
     from hub.datasets import get_dataset
     from hub.evaluation import curve_evaluator, run_episodes
+    from hub.paths import home
     from hub.store import Store
     from hub.training import Budget, train_diffusion, train_guidance
+    from modules.train.loop import peak_memory_mb
 
     store = Store()
     ds = get_dataset(dataset_id(args), transitions=args.transitions, seed=0, make_if_missing=False, progress=False)
@@ -108,7 +109,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
             overrides.pop("guidance_start")
             mods = train_guidance("dql", ds, steps=args.steps, seed=job.seed, module_id=job.name, store=store,
                                   budget=budget, eval_fn_factory=curves, recipe_overrides=overrides, progress=False)
-        out["curve"] = json.loads((Path(os.environ["MDHUB_HOME"]) / "runs" / job.name / "curve.json").read_text())
+        out["curve"] = json.loads((home() / "runs" / job.name / "curve.json").read_text())
         out["metrics"] = mods[-1].card.metrics
     elif job.kind == "idql-bc":
         d = train_diffusion("idql", ds, steps=args.steps, seed=job.seed, module_id=job.name, store=store,
@@ -123,7 +124,7 @@ def run_job(job: Job, args: argparse.Namespace) -> dict:
     else:
         raise ValueError(f"unknown job kind {job.kind}")
     out["wall_s"] = round(time.perf_counter() - t0, 2)
-    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    out["peak_rss_mb"] = round(peak_memory_mb(), 1)  # this job's own process
     return out
 
 
@@ -216,8 +217,8 @@ def summarise(jobs: list[Job], args: argparse.Namespace) -> dict:
             "mean": {m: {k: mean(rows, k) for k in ("peak", "auc", "final", "wall_s", "train_wall_s", "peak_rss_mb",
                                                     "steps_per_s")} for m, rows in (("guidance-first", gf),
                                                                                     ("joint", jt))},
-            "note": "guidance-first wall_s includes training its guidance; peak_rss_mb is each job's own process "
-                    "(the guidance job's peak is listed with it, not added)"}
+            "note": "guidance-first wall_s includes training its guidance; peak_rss_mb is the diffusion job's own "
+                    "process (the guidance job's peak is in its job file)"}
         g, j = report["gf_vs_joint"]["mean"]["guidance-first"], report["gf_vs_joint"]["mean"]["joint"]
         report["gf_vs_joint"]["ratios"] = {
             "peak_gf_over_joint": _ratio(g["peak"], j["peak"]), "auc_gf_over_joint": _ratio(g["auc"], j["auc"]),
@@ -341,9 +342,8 @@ def main() -> None:
     from hub.datasets import get_dataset
 
     ds = get_dataset(dataset_id(args), transitions=args.transitions, seed=0, make_if_missing=True, progress=True)
-    argv = [a for a in sys.argv[1:]]
     t0 = time.perf_counter()
-    run_grid(jobs, args, argv)
+    run_grid(jobs, args, sys.argv[1:])
     report = {"what": f"guidance-first vs joint DQL, double guidance, transfer and guidance necessity on "
                       f"{dataset_id(args)} (normalised scores; curves: N=50 candidates resampled by the run's "
                       "guidance, --curve-episodes per point; final evaluations: --final-episodes)",

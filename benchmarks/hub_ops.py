@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
-from common import OUT, machine  # noqa: E402
+from common import OUT, latency_summary, machine  # noqa: E402
 
 if TYPE_CHECKING:
     from hub.store import Store
@@ -50,13 +48,6 @@ COUNT_OPS = ("save", "load", "list")
 Stats = dict[str, float]
 
 
-def summary(times_ms: list[float]) -> Stats:
-    """Median and p90 (nearest rank) of a list of timings in ms."""
-    ordered = sorted(times_ms)
-    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"median_ms": round(statistics.median(ordered), 3), "p90_ms": round(p90, 3), "n": len(ordered)}
-
-
 def measure(op: Callable[[int], Any], repeats: int, warmup: int) -> Stats:
     """Call `op(k)` for k = 0, 1, ... (a distinct k per call, for fresh ids): `warmup` untimed calls, then `repeats`
     timed ones."""
@@ -66,7 +57,7 @@ def measure(op: Callable[[int], Any], repeats: int, warmup: int) -> Stats:
         op(k)
         if k >= warmup:
             times.append((time.perf_counter() - t0) * 1000)
-    return summary(times)
+    return latency_summary(times)
 
 
 def isolate(tmp: Path) -> None:
@@ -238,6 +229,10 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _cells(ops: dict[str, Stats], names: tuple[str, ...]) -> str:
+    return "  ".join(f"{ops[op]['median_ms']:>8.1f} /{ops[op]['p90_ms']:>7.1f}" for op in names)
+
+
 def table(report: dict[str, Any]) -> str:
     """The figures as plain-text tables (median / p90 ms)."""
     lines = ["module size: median / p90 ms"]
@@ -245,19 +240,16 @@ def table(report: dict[str, Any]) -> str:
     lines.append(head)
     for s in report["results"]["by_size"]:
         for kind, m in s["modules"].items():
-            cells = "  ".join(f"{m['ops'][op]['median_ms']:>8.1f} /{m['ops'][op]['p90_ms']:>7.1f}" for op in MODULE_OPS)
-            lines.append(f"{m['id']:<10} {m['bytes']:>10}  {cells}")
+            lines.append(f"{m['id']:<10} {m['bytes']:>10}  {_cells(m['ops'], MODULE_OPS)}")
     lines.append("")
     lines.append(f"{'pair':<10} {'bytes':>10}  " + "  ".join(f"{op:>17}" for op in PAIR_OPS))
     for s in report["results"]["by_size"]:
         p = s["pair"]
-        cells = "  ".join(f"{p['ops'][op]['median_ms']:>8.1f} /{p['ops'][op]['p90_ms']:>7.1f}" for op in PAIR_OPS)
-        lines.append(f"{'h' + str(s['hidden']):<10} {p['bytes']:>10}  {cells}")
+        lines.append(f"{'h' + str(s['hidden']):<10} {p['bytes']:>10}  {_cells(p['ops'], PAIR_OPS)}")
     lines.append("")
     lines.append(f"{'modules':<10} {'fill s':>10}  " + "  ".join(f"{op:>17}" for op in COUNT_OPS))
     for c in report["results"]["by_count"]:
-        cells = "  ".join(f"{c['ops'][op]['median_ms']:>8.1f} /{c['ops'][op]['p90_ms']:>7.1f}" for op in COUNT_OPS)
-        lines.append(f"{c['n_modules']:<10} {c['fill_s']:>10.2f}  {cells}")
+        lines.append(f"{c['n_modules']:<10} {c['fill_s']:>10.2f}  {_cells(c['ops'], COUNT_OPS)}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from common import latency_summary  # benchmarks/ is on sys.path when this script runs
+
 
 def rate(fn, seconds: float, warmup: int = 5) -> float:
     for _ in range(warmup):
@@ -38,8 +40,7 @@ def latency_ms(fn, seconds: float, warmup: int = 20) -> dict[str, float]:
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1000)
-    times.sort()
-    return {"median_ms": times[len(times) // 2], "p90_ms": times[int(len(times) * 0.9)], "n": len(times)}
+    return latency_summary(times)
 
 
 def main() -> None:
