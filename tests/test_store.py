@@ -149,7 +149,7 @@ def test_a_crash_mid_write_keeps_the_old_module(tmp_path, monkeypatch):
     net = small_critic(0)
     hub.save(net, critic_card(net), path=tmp_path / "m")
     before = folder_bytes(tmp_path / "m")
-    import hub.store as store_mod
+    import hub.module_folder as store_mod
 
     real = store_mod._fsync_write
 
