@@ -14,8 +14,11 @@ def load(ref: str | Path, store: Store | None = None) -> StoredModule:
 
 
 def save(net: Any, card: ModuleCard, path: str | Path | None = None, store: Store | None = None,
-         overwrite: bool = True) -> StoredModule:
-    """Save a module: into the store (default) or, with `path`, as a folder there. Atomic either way."""
+         overwrite: bool = False) -> StoredModule:
+    """Save a module: into the store (default) or, with `path`, as a folder there. Atomic either way.
+
+    In the store, replacing a module of the same id with different weights (or another kind), or one that stored
+    policies reference, needs `overwrite=True`; saving the same weights again just replaces the card."""
     if path is not None:
         final = save_folder(net, card, Path(path))
         return StoredModule(card=final, net=net, path=Path(path))

@@ -13,7 +13,7 @@ from cards import DatasetRef, Interface
 from hub.cli import app
 from hub.combine import TrainSpec, combine, load_policy
 from hub.compat import MODES, NEEDS, TRAIN_MODES, check
-from hub.errors import CompatibilityError, IntegrityError, MdhubError
+from hub.errors import CompatibilityError, IntegrityError, MdhubError, StoreError
 from hub.registry import registry
 from hub.store import Store
 from hub.training import Budget, train_diffusion, train_guidance
@@ -203,10 +203,12 @@ def test_double_guidance_and_lineage(in_world):
     changed = hub.load(d.path)
     with torch.no_grad():
         next(changed.net.parameters()).add_(1.0)
-    store.save(changed.net, changed.card)
+    with pytest.raises(StoreError, match="stored policies reference it: 'double'.*--force"):
+        store.save(changed.net, changed.card)  # replacing a part of a stored policy needs force
+    store.save(changed.net, changed.card, overwrite=True)
     with pytest.raises(IntegrityError, match="changed"):
         load_policy("double", store=store)
-    store.save(d.net, d.card)  # restore the original part for the other tests
+    store.save(d.net, d.card, overwrite=True)  # restore the original part for the other tests
 
 
 def test_a_missing_part_is_reported(in_world):
@@ -215,7 +217,9 @@ def test_a_missing_part_is_reported(in_world):
     g = world["guidance"]["iql"]
     d = train_diffusion("idql", DATA, steps=2, module_id="ephemeral", store=store, budget=TINY, progress=False)[0]
     combine(g, d, mode="resample", n_candidates=2, module_id="orphan", store=store, save=True, progress=False)
-    store.remove("ephemeral")
+    with pytest.raises(StoreError, match="part of the stored policies 'orphan'"):
+        store.remove("ephemeral")
+    store.remove("ephemeral", force=True)
     with pytest.raises(IntegrityError, match="part 'ephemeral' cannot be loaded"):
         load_policy("orphan", store=store)
 

@@ -45,11 +45,14 @@ def test_overwrite_replaces_and_cleans_the_old_folder():
     net = small_critic(0)
     first = hub.save(net, critic_card(net, "x"))
     net2 = small_critic(1)
-    second = hub.save(net2, critic_card(net2, "x"))
+    with pytest.raises(StoreError, match="already stored as a guidance with different weights.*--force"):
+        hub.save(net2, critic_card(net2, "x"))
+    assert hub.load("x").card.file(WEIGHTS).sha256 == first.card.file(WEIGHTS).sha256
+    second = hub.save(net2, critic_card(net2, "x"), overwrite=True)
     assert not first.path.exists() and second.path.exists()
     assert hub.load("x").card.file(WEIGHTS).sha256 == second.card.file(WEIGHTS).sha256
-    with pytest.raises(StoreError, match="already stored"):
-        hub.save(net2, critic_card(net2, "x"), overwrite=False)
+    again = hub.save(net2, critic_card(net2, "x", ))  # the same weights again: only the card is replaced
+    assert again.card.file(WEIGHTS).sha256 == second.card.file(WEIGHTS).sha256 and not second.path.exists()
 
 
 def stored_folder(module_id: str = "m") -> Path:
@@ -184,7 +187,7 @@ def _save_many(args):
         net = small_critic(worker * 10 + i)
         hub.save(net, critic_card(net, f"w{worker}-{i}"))
         net = small_critic(100 + i)
-        hub.save(net, critic_card(net, "shared"))
+        hub.save(net, critic_card(net, "shared"), overwrite=True)
     return worker
 
 
