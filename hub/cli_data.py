@@ -58,22 +58,33 @@ def make_cmd(
                                               "datasets used 1000000."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of env resets and policy noise: same seed, same data "
                              "(same sha256)."),
-    force: bool = typer.Option(False, "--force", "-f", help="Remake the dataset even if the store has it."),
+    force: bool = typer.Option(False, "--force", "-f", help="Remake the dataset even if the store has it (replacing "
+                               "it; stored modules trained on replaced data are named)."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker processes stepping envs "
                                           "(default: up to 2 for 10000+ transitions). Does not change the data."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Make a dataset (with a progress bar) and save it to the store."""
-    path = store.dataset_path(dataset_id)
-    if path.exists() and not force:
-        typer.echo(f"{dataset_id} is already in the store: {path} (use --force to remake it)")
+    """Make a dataset (with a progress bar) and save it to the store.
+
+    A dataset already in the store is kept unless --force. With --force it is remade; when its content (sha256)
+    changes, the stored modules trained on the old data are named: they now point at data no longer in the store."""
+    out = store.make_in_store(dataset_id, transitions=transitions, seed=seed, force=force, progress=not quiet,
+                              workers=workers)
+    if out.action == "kept":
+        typer.echo(f"{dataset_id} is already in the store, kept (use --force to remake): {out.path}")
+        if out.trained_on:
+            typer.echo(f"  {len(out.trained_on)} stored module(s) were trained on it: "
+                       f"{store.format_ids(out.trained_on)} (a remake with different content leaves them naming data no longer in the store)")
         return
-    store.make_and_store(dataset_id, transitions=transitions, seed=seed, force=True, progress=not quiet,
-                         workers=workers)
     info = store.dataset_info(dataset_id)
-    typer.echo(f"made {dataset_id}")
+    verb = {"made": "made", "unchanged": "remade (same content, sha256 unchanged)",
+            "replaced": "remade (new content, the previous file was replaced)"}[out.action]
+    typer.echo(f"{verb} {dataset_id}" if out.action == "made" else f"{dataset_id}: {verb}")
     for line in _summary_lines(info):
         typer.echo("  " + line)
+    msg = out.orphan_message()
+    if msg:
+        typer.echo(f"warning: {msg}", err=True)
 
 
 @data_app.command("list")

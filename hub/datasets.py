@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from hub.errors import MdhubError
 from hub.paths import home
 from modules.data.dataset import OfflineDataset
 from modules.data.errors import DatasetError
 from modules.data.make import make_dataset, parse_dataset_id
 
-__all__ = ["datasets_dir", "dataset_path", "get_dataset", "make_and_store", "list_datasets", "dataset_info"]
+__all__ = ["datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store", "MakeOutcome",
+           "modules_naming", "format_ids", "list_datasets", "dataset_info"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -36,6 +40,105 @@ def dataset_path(dataset_id: str) -> Path:
     return datasets_dir() / f"{did}.npz"
 
 
+def format_ids(ids: list[str], limit: int = 5) -> str:
+    """'a, b, c' or 'a, b, c, d, e and 3 more'."""
+    shown = ", ".join(ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def modules_naming(sha256: str) -> list[str]:
+    """Ids of the stored modules whose card names this dataset content (``card.interface.dataset.sha256``), sorted.
+
+    A module whose card cannot be read is skipped (``mdhub show ID`` tells what is wrong with it)."""
+    from cards import CardError
+    from hub.store import Store
+
+    store = Store()
+    out = []
+    for entry in store.entries():
+        try:
+            card = store.card(entry.id)
+        except (MdhubError, CardError, OSError, ValueError):
+            continue
+        ref = getattr(getattr(card, "interface", None), "dataset", None)
+        if ref is not None and ref.sha256 == sha256:
+            out.append(entry.id)
+    return sorted(out)
+
+
+@dataclass
+class MakeOutcome:
+    """What `make_in_store` did.
+
+    ``action``: 'made' (there was no file), 'kept' (a file existed and ``force`` was off; nothing was made),
+    'unchanged' (remade with ``force``, same content sha256), 'replaced' (remade with ``force``, new content).
+    ``trained_on``: stored modules whose card names the stored content before the call (for 'kept': the kept file).
+    ``orphaned``: for 'replaced', those of them that now name a dataset sha256 no longer in the store."""
+
+    path: Path
+    action: Literal["made", "kept", "unchanged", "replaced"]
+    old_sha256: str | None = None
+    new_sha256: str | None = None
+    trained_on: list[str] = field(default_factory=list)
+    orphaned: list[str] = field(default_factory=list)
+
+    def orphan_message(self) -> str | None:
+        """One line about modules left naming replaced data, or None."""
+        if not self.orphaned:
+            return None
+        return (f"{self.path}: replaced data (sha256 {str(self.old_sha256)[:12]}...) that {len(self.orphaned)} "
+                f"stored module(s) were trained on; they now name a dataset sha256 no longer in the store: "
+                f"{format_ids(self.orphaned)}")
+
+
+def _stored_sha(path: Path) -> str | None:
+    """The content sha256 recorded in a stored file, or None when it cannot be read (a corrupted file)."""
+    try:
+        sha = _read_metadata(path).get("sha256")
+    except DatasetError:
+        return None
+    return sha if isinstance(sha, str) else None
+
+
+def make_in_store(
+    dataset_id: str,
+    transitions: int | None = None,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+    workers: int | None = None,
+) -> MakeOutcome:
+    """Make ``dataset_id`` with `modules.data.make.make_dataset` and save it into the store (atomically).
+
+    The store rule: data that stored modules were trained on is not replaced silently. An existing file is kept
+    unless ``force`` (action 'kept', with the modules trained on it). With ``force`` it is remade; when the content
+    changes, the outcome names the modules whose card names the old sha256 and which no longer find it in the store
+    (``orphaned``). The request (transitions, seed) is recorded in ``metadata['request']``.
+    """
+    parse_dataset_id(dataset_id)  # clear error before any work
+    path = dataset_path(dataset_id)
+    existed = path.exists()
+    old_sha = _stored_sha(path) if existed else None
+    if existed and not force:
+        try:
+            trained_on = modules_naming(old_sha) if old_sha else []
+        except MdhubError:  # e.g. a damaged store index: only information here, the file is kept anyway
+            trained_on = []
+        return MakeOutcome(path, "kept", old_sha, old_sha, trained_on)
+    trained_on = modules_naming(old_sha) if old_sha else []  # before the (long) make: a damaged index fails early
+    ds = make_dataset(dataset_id, transitions=transitions, seed=seed, progress=progress, workers=workers)
+    ds.metadata["request"] = {"transitions": transitions, "seed": seed}
+    ds.save(path)
+    new_sha = ds.metadata["sha256"]
+    if not existed:
+        return MakeOutcome(path, "made", None, new_sha)
+    if new_sha == old_sha:
+        return MakeOutcome(path, "unchanged", old_sha, new_sha, trained_on)
+    still_here = {r.get("sha256") for r in list_datasets() if "error" not in r}
+    orphaned = [] if old_sha in still_here else trained_on
+    return MakeOutcome(path, "replaced", old_sha, new_sha, trained_on, orphaned)
+
+
 def make_and_store(
     dataset_id: str,
     transitions: int | None = None,
@@ -44,19 +147,14 @@ def make_and_store(
     progress: bool = True,
     workers: int | None = None,
 ) -> Path:
-    """Make ``dataset_id`` with `modules.data.make.make_dataset` and save it into the store; return its path.
-
-    An existing file is kept unless ``force``. The request (transitions, seed) is recorded in
-    ``metadata['request']``.
-    """
-    parse_dataset_id(dataset_id)  # clear error before any work
-    path = dataset_path(dataset_id)
-    if path.exists() and not force:
-        return path
-    ds = make_dataset(dataset_id, transitions=transitions, seed=seed, progress=progress, workers=workers)
-    ds.metadata["request"] = {"transitions": transitions, "seed": seed}
-    ds.save(path)
-    return path
+    """`make_in_store`, returning only the path. An existing file is kept unless ``force``; when a forced remake
+    replaces data that stored modules were trained on, a `UserWarning` names them."""
+    out = make_in_store(dataset_id, transitions=transitions, seed=seed, force=force, progress=progress,
+                        workers=workers)
+    msg = out.orphan_message()
+    if msg:
+        warnings.warn(msg, UserWarning, stacklevel=2)
+    return out.path
 
 
 def get_dataset(

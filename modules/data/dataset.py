@@ -179,6 +179,20 @@ def build_metadata(
     return meta
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (best effort: some platforms cannot open a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class OfflineDataset:
     """Aligned transitions of an offline RL dataset.
@@ -268,7 +282,8 @@ class OfflineDataset:
 
     # ----------------------------------------------------------------- files
     def save(self, path: str | Path, compress: bool = True) -> Path:
-        """Write to ``path`` (``.npz``) atomically: a temp file in the same folder, then ``os.replace``.
+        """Write to ``path`` (``.npz``) atomically: a temp file in the same folder (fsynced), then ``os.replace``,
+        then an fsync of the folder so the rename survives a crash. A reader sees the old file or the new one.
 
         ``metadata['sha256']`` and ``metadata['size']`` are (re)set from the arrays. Returns the path.
         """
@@ -296,6 +311,7 @@ class OfflineDataset:
             except FileNotFoundError:
                 pass
             raise
+        _fsync_dir(path.parent)
         return path
 
     @classmethod

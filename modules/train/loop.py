@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 from modules.diffusion.model import DiffusionModel
 from modules.guidance.iql import IQLCritic
 from modules.train.batches import Batches, RewardScale, reward_scale_for
-from modules.train.checkpoint import load_checkpoint, save_checkpoint
+from modules.train.checkpoint import (CheckpointError, CheckpointMismatch, aside_path, impossible,  # noqa: F401
+                                      legacy_entries, load_checkpoint, move_aside, move_legacy_aside, save_checkpoint)
 from modules.train.recipes import Recipe
 from modules.train.updates import DiffusionUpdate, DQLCriticUpdate, IQLUpdate, TargetFn, default_targets
 
@@ -31,6 +32,7 @@ class TrainResult:
     curve: list[dict[str, float]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     steps: int = 0
+    checkpoint_moved_to: Path | None = None  # where `fresh=True` moved an existing checkpoint (None: there was none)
 
 
 def peak_memory_mb() -> float:
@@ -40,18 +42,108 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class CheckpointMismatch(ValueError):
-    pass
+CHECKPOINT_DIR = "checkpoint"  # the run's checkpoint folder inside run_dir
+
+
+def _run_difference(saved: Any, now: dict[str, Any]) -> str:
+    """What differs between the run that wrote a checkpoint and this one, briefly."""
+    if not isinstance(saved, dict):
+        return "it records no run description"
+    out = []
+    for key, what in (("seed", "seed"), ("data", "dataset sha256")):
+        if saved.get(key) != now.get(key):
+            a, b = (str(x)[:12] if key == "data" else x for x in (saved.get(key), now.get(key)))
+            out.append(f"{what} {a} there, {b} here")
+    old_r, new_r = saved.get("recipe") or {}, now.get("recipe") or {}
+    for k in sorted(set(old_r) | set(new_r)):
+        if old_r.get(k) != new_r.get(k):
+            out.append(f"recipe {k} {old_r.get(k)!r} there, {new_r.get(k)!r} here")
+    if saved.get("tag") != now.get("tag"):
+        out.append("run tag differs (network configs or frozen guidance)")
+    if not out:
+        return "its run key differs"
+    return "; ".join(out[:3]) + (f" and {len(out) - 3} more" if len(out) > 3 else "")
+
+
+def _shape(t: Any) -> str:
+    return str(tuple(t.shape)) if isinstance(t, torch.Tensor) else type(t).__name__
+
+
+def _tensors_problem(where: str, saved: Any, live: dict[str, Any]) -> str | None:
+    """A module state dict in a checkpoint against the run's network: same names, shapes and dtypes."""
+    if not isinstance(saved, dict):
+        return f"{where} is not a state dict"
+    missing, extra = sorted(set(live) - set(saved)), sorted(set(saved) - set(live))
+    if missing or extra:
+        return (f"{where} does not fit the run's network (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in live.items():
+        got = saved[k]
+        if not isinstance(v, torch.Tensor):
+            continue
+        if not isinstance(got, torch.Tensor) or got.shape != v.shape or got.dtype != v.dtype:
+            dtype = f" {got.dtype}" if isinstance(got, torch.Tensor) else ""
+            return (f"tensor {where}.{k} has shape {_shape(got)}{dtype}, the run's network has {tuple(v.shape)} "
+                    f"{v.dtype}")
+    return None
+
+
+def _optimizer_problem(where: str, saved: Any, opt: torch.optim.Optimizer) -> str | None:
+    """An optimizer state in a checkpoint against the run's optimizer: same groups, moments shaped like the params."""
+    groups = saved.get("param_groups") if isinstance(saved, dict) else None
+    if not isinstance(groups, list) or not isinstance(saved.get("state"), dict):
+        return f"{where} is not an optimizer state"
+    live = [g["params"] for g in opt.param_groups]
+    if [len(g.get("params", [])) for g in groups] != [len(g) for g in live]:
+        return (f"{where} has parameter groups of sizes {[len(g.get('params', [])) for g in groups]}, the run's "
+                f"optimizer {[len(g) for g in live]}")
+    params = {pid: p for g, lg in zip(groups, live) for pid, p in zip(g["params"], lg)}
+    for pid, st in saved["state"].items():
+        if pid not in params or not isinstance(st, dict):
+            return f"{where} has state for an unknown parameter {pid!r}"
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape != params[pid].shape:
+                return (f"tensor {where}.state.{pid}.{k} has shape {tuple(v.shape)}, its parameter "
+                        f"{tuple(params[pid].shape)}")
+    return None
+
+
+def _state_problem(saved: Any, parts: dict[str, Any], order: list[str]) -> str | None:
+    """Compare a loaded checkpoint with the run's networks and optimizers before loading anything into them."""
+    got = saved.get("parts") if isinstance(saved, dict) else None
+    if not isinstance(got, dict) or sorted(got) != sorted(order):
+        return f"holds parts {sorted(got) if isinstance(got, dict) else None}, this run trains {sorted(order)}"
+    for name in order:
+        if not isinstance(got[name], dict):
+            return f"part '{name}' is not a state record"
+        for key, live in parts[name].state().items():
+            where = f"{name}.{key}"
+            if key not in got[name]:
+                return f"part '{name}' has no '{key}'"
+            if key == "sched":
+                continue
+            why = (_optimizer_problem(where, got[name][key], getattr(parts[name], key)) if key == "opt"
+                   else _tensors_problem(where, got[name][key], live))
+            if why:
+                return why
+    for key in ("step", "curve", "wall_time_s", "torch_rng", "batch_rng"):
+        if key not in saved:
+            return f"has no '{key}'"
+    return None
 
 
 def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: DiffusionModel | None = None,
         guidance: IQLCritic | None = None, seed: int = 0, eval_fn: EvalFn | None = None, eval_every: int = 0,
         run_dir: Path | None = None, checkpoint_every: int = 0, progress: bool = True,
-        targets: TargetFn = default_targets, device: str = "cpu", run_tag: str = "") -> TrainResult:
+        targets: TargetFn = default_targets, device: str = "cpu", run_tag: str = "", fresh: bool = False
+        ) -> TrainResult:
     """Train the parts `recipe` names. critic/model: freshly built networks to train; guidance: a frozen critic.
 
-    Resumes from `run_dir` when it holds a checkpoint of the same run (same recipe, seed, data and `run_tag`, which
-    callers set to what else defines the run, e.g. the frozen guidance's sha256).
+    Resumes from `run_dir/checkpoint` when it holds a checkpoint of the same run (same recipe, seed, data and
+    `run_tag`, which callers set to what else defines the run, e.g. the frozen guidance's sha256). The checkpoint is
+    verified (checksums, run identity, tensor shapes against the networks and optimizers) before anything is loaded;
+    a corrupted or mismatched one raises `CheckpointError` (one line naming the file). `fresh`: move an existing
+    checkpoint aside to `run_dir/checkpoint.old-<time>` (never deleted; see `TrainResult.checkpoint_moved_to`) and
+    start from step 0.
     """
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -91,25 +183,40 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
         if net is not None:
             net.to(device).train()
 
-    run_key = hashlib.sha256(json.dumps({"recipe": recipe.model_dump(), "seed": seed,
-                                         "data": dataset.sha256, "tag": run_tag}, sort_keys=True, default=str).encode()).hexdigest()
+    run_id = json.loads(json.dumps({"recipe": recipe.model_dump(), "seed": seed, "data": dataset.sha256,
+                                     "tag": run_tag}, sort_keys=True, default=str))
+    run_key = hashlib.sha256(json.dumps(run_id, sort_keys=True).encode()).hexdigest()
     start, curve, wall_before = 0, [], 0.0
-    if run_dir is not None:
-        saved = load_checkpoint(run_dir)
+    moved_to: Path | None = None
+    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR if run_dir is not None else None
+    if ckpt_dir is not None and fresh:
+        moved_to = move_aside(ckpt_dir)
+        moved_to = move_legacy_aside(run_dir, ckpt_dir) or moved_to
+    if ckpt_dir is not None and not ckpt_dir.exists() and legacy_entries(run_dir):
+        raise impossible(ckpt_dir, f"{Path(run_dir) / 'LATEST'}: a checkpoint written before checkpoints had "
+                                   "checksums (cannot be verified)", aside=aside_path(ckpt_dir, entries_in=run_dir))
+    if ckpt_dir is not None:
+        saved = load_checkpoint(
+            ckpt_dir,
+            check_info=lambda info: (None if info.get("run_key") == run_key
+                                     else _run_difference(info.get("run"), run_id)),
+            check_state=lambda state: _state_problem(state, parts, order))
         if saved is not None:
-            if saved["run_key"] != run_key:
-                raise CheckpointMismatch(f"{run_dir}: holds a checkpoint of a different run (recipe, seed or data "
-                                         "differ); remove it or use another run folder")
-            for name in order:
-                parts[name].load(saved["parts"][name])
-            start, curve, wall_before = saved["step"], saved["curve"], saved["wall_time_s"]
-            torch.set_rng_state(saved["torch_rng"])
-            batches.gen.set_state(saved["batch_rng"])
+            try:
+                for name in order:
+                    parts[name].load(saved["parts"][name])
+                start, curve, wall_before = int(saved["step"]), list(saved["curve"]), float(saved["wall_time_s"])
+                torch.set_rng_state(saved["torch_rng"])
+                batches.gen.set_state(saved["batch_rng"])
+            except (RuntimeError, KeyError, ValueError, TypeError) as e:
+                raise impossible(ckpt_dir, f"{ckpt_dir}: the checkpoint does not load into this run "
+                                           f"({type(e).__name__}: {e})") from None
 
     def checkpoint(step: int, wall: float) -> None:
-        save_checkpoint(run_dir, {"run_key": run_key, "step": step, "curve": curve, "wall_time_s": wall,
-                                  "parts": {n: parts[n].state() for n in order},
-                                  "torch_rng": torch.get_rng_state(), "batch_rng": batches.gen.get_state()})
+        save_checkpoint(ckpt_dir, {"step": step, "curve": curve, "wall_time_s": wall,
+                                   "parts": {n: parts[n].state() for n in order},
+                                   "torch_rng": torch.get_rng_state(), "batch_rng": batches.gen.get_state()},
+                        info={"run_key": run_key, "run": run_id, "step": step})
 
     def evaluate(step: int, wall: float) -> None:
         ema = parts["diffusion"].ema if "diffusion" in parts else None
@@ -154,4 +261,5 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
     if curve:
         metrics.update({k: v for k, v in curve[-1].items() if k not in ("step", "wall_time_s")})
     ema_model = parts["diffusion"].ema if "diffusion" in parts else None
-    return TrainResult(critic=critic, model=ema_model, reward=reward, curve=curve, metrics=metrics, steps=recipe.steps)
+    return TrainResult(critic=critic, model=ema_model, reward=reward, curve=curve, metrics=metrics, steps=recipe.steps,
+                       checkpoint_moved_to=moved_to)
