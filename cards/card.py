@@ -149,7 +149,7 @@ class FileEntry(_Strict):
 
 
 class ModuleCard(_Strict):
-    """The card of one module. See DESIGN.md: identity, interface, origin, semantics, files, metrics."""
+    """The card of one module. See docs/design.md: identity, interface, origin, semantics, files, metrics."""
 
     format_version: Literal[1] = FORMAT_VERSION
     id: ModuleId

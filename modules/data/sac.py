@@ -1,4 +1,4 @@
-"""Soft actor-critic for collecting the bullet-D4RL-style datasets (the reference protocol of DATA.md).
+"""Soft actor-critic for collecting the bullet-D4RL-style datasets (the reference protocol: docs/data.md).
 
 Protocol: actor and twin critics 2 x 256 ReLU, Adam lr 3e-4, gamma 0.99, Polyak tau 0.005, batch 100, automatic
 entropy tuning with target entropy ``-act_dim``; trained online, one gradient step per env step after

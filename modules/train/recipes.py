@@ -2,7 +2,7 @@
 
 A recipe says which updates run each step (a TD update of a critic, a diffusion update), which architectures
 (registry ids) the trained parts use, whether a frozen guidance is required, and the hyperparameters.
-Defaults follow the references (shared/ALGORITHMS.md) except where CPU budgets need smaller settings (steps).
+Defaults follow the references (docs/algorithms.md) except where CPU budgets need smaller settings (steps).
 """
 from __future__ import annotations
 
