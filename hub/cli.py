@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cards import card_json_schema, card_to_json
@@ -44,7 +45,7 @@ def list_cmd(
     for col in ("id", "kind", "architecture", "sha256", "source"):
         table.add_column(col)
     for e in entries:
-        table.add_row(e.id, e.kind, e.architecture, (e.sha256 or "-")[:12], e.source or "local")
+        table.add_row(*map(escape, (e.id, e.kind, e.architecture, (e.sha256 or "-")[:12], e.source or "local")))
     out.print(table)
 
 
@@ -111,7 +112,7 @@ def show_cmd(
         s = card.hub_source
         rows.append(("pulled from", f"{s.backend}://{s.repo} @ {s.commit or s.revision}"))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(escape(k), escape(v))
     out.print(table)
 
 
@@ -130,7 +131,8 @@ def registry_cmd(
         if kind and a.kind != kind:
             continue
         caps = ", ".join(a.provides) if a.kind == "guidance" else ", ".join(a.train_guidance)
-        table.add_row(a.id, a.kind, caps or "-", ", ".join(a.sample_guidance) or "-", a.build, a.description)
+        table.add_row(*map(escape, (a.id, a.kind, caps or "-", ", ".join(a.sample_guidance) or "-", a.build,
+                                    a.description)))
     out.print(table)
 
 
@@ -142,6 +144,24 @@ def reindex_cmd() -> None:
 
     n = Store().reindex()
     out.print(f"indexed {n} module(s)")
+
+
+@app.command("rm")
+@handles_errors
+def rm_cmd(
+    module_id: str = typer.Argument(..., help="Store id of the module to remove."),
+    force: bool = typer.Option(False, "--force", help="Remove it even though stored policies reference it (they "
+                               "will no longer load)."),
+) -> None:
+    """Remove a module from the store. Refused while a stored policy references it, unless --force."""
+    from hub.store import Store
+
+    store = Store()
+    users = store.referencing_policies(module_id) if force else []
+    store.remove(module_id, force=force)
+    out.print(f"removed {module_id}", highlight=False, markup=False)
+    if users:
+        out.print(f"these policies referenced it and will not load: {', '.join(users)}", highlight=False, markup=False)
 
 
 @app.command("schema")
@@ -168,17 +188,17 @@ def demo_cmd(
                          episodes=2, max_episode_steps=200, n_candidates=16)
     if episodes:
         cfg = cfg.model_copy(update={"episodes": episodes})
-    rows = run_demo(cfg, say=lambda m: out.print(m, highlight=False))
+    rows = run_demo(cfg, say=lambda m: out.print(m, highlight=False, markup=False))
     table = Table(title="demo: recombinations evaluated on HopperBulletEnv-v0")
     for col in ("policy", "diffusion", "guidance (train / infer)", "mode", "return", "score"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r.policy, r.diffusion, f"{r.train_guidance} / {r.infer_guidance}", r.mode,
-                      f"{r.return_mean:.0f} +- {r.return_std:.0f}", f"{r.normalized_score:.1f}")
+        table.add_row(*map(escape, (r.policy, r.diffusion, f"{r.train_guidance} / {r.infer_guidance}", r.mode,
+                                    f"{r.return_mean:.0f} +- {r.return_std:.0f}", f"{r.normalized_score:.1f}")))
     out.print(table)
     out.print("stored (policy cards reference their parts):")
     for r in rows:
-        out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True)
+        out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True, markup=False)
     out.print(f"These are CPU-sized runs ({cfg.guidance_steps} guidance / {cfg.diffusion_steps} diffusion steps, "
               f"{cfg.episodes} episodes per score): a young critic can pick worse actions than no guidance at all, "
               "and scores move by several points between seeds. Full-budget figures: README, Results.",

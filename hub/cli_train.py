@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from hub.cli import app, out
 from hub.cli_errors import handles_errors
@@ -17,7 +18,8 @@ app.add_typer(train_app, name="train")
 def _print_stored(modules) -> None:
     for m in modules:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.card.metrics.items() if isinstance(v, float))
-        out.print(f"stored [bold]{m.id}[/] ({m.card.kind}, {m.card.architecture}) at {m.path}\n  {metrics}")
+        out.print(f"stored [bold]{escape(m.id)}[/] ({m.card.kind}, {m.card.architecture}) at {escape(str(m.path))}\n"
+                  f"  {escape(metrics)}")
 
 
 @train_app.command("guidance")
@@ -27,15 +29,20 @@ def train_guidance_cmd(
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. hopper-bullet-medium)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Gradient steps (default: the recipe's)."),
     seed: int = typer.Option(0, "--seed"),
-    module_id: Optional[str] = typer.Option(None, "--id", help="Store id (default: ALGO-DATASET-sSEED)."),
+    module_id: Optional[str] = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
+                                            "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
     hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden width (default: the architecture's, 256)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
+                               "stored policies reference)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
+                               "(default: resume it)."),
 ) -> None:
     """Train a guidance module (Q, V) by TD learning on an offline dataset."""
     from hub.training import Budget, train_guidance
 
     _print_stored(train_guidance(algo, dataset, steps=steps, seed=seed, module_id=module_id,
-                                 budget=Budget(hidden=hidden, batch_size=batch_size)))
+                                 budget=Budget(hidden=hidden, batch_size=batch_size), overwrite=force, fresh=fresh))
 
 
 @train_app.command("diffusion")
@@ -50,9 +57,13 @@ def train_diffusion_cmd(
     joint: bool = typer.Option(False, "--joint", help="Train DQL's critic and actor together instead."),
     steps: Optional[int] = typer.Option(None, "--steps"),
     seed: int = typer.Option(0, "--seed"),
-    module_id: Optional[str] = typer.Option(None, "--id"),
+    module_id: Optional[str] = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
     hidden: Optional[int] = typer.Option(None, "--hidden"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
+                               "stored policies reference)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
+                               "(default: resume it)."),
     eval_every: int = typer.Option(0, "--eval-every", help="Evaluate in the env every N steps (learning curve)."),
     eval_episodes: int = typer.Option(3, "--eval-episodes", help="Episodes per curve point."),
 ) -> None:
@@ -67,7 +78,7 @@ def train_diffusion_cmd(
     _print_stored(train_diffusion(algo, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
                                   module_id=module_id, budget=Budget(hidden=hidden, batch_size=batch_size,
                                                                      eval_every=eval_every),
-                                  eval_fn_factory=factory))
+                                  eval_fn_factory=factory, overwrite=force, fresh=fresh))
 
 
 @app.command("eval")
@@ -83,7 +94,7 @@ def eval_cmd(
 
     r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write)
     out.print(f"{ref}: return {r['return_mean']:.1f} +- {r['return_std']:.1f} over {episodes} episodes, "
-              f"normalised score {r['normalized_score']:.1f}")
+              f"normalised score {r['normalized_score']:.1f}", markup=False)
 
 
 @app.command("check")
@@ -125,6 +136,7 @@ def combine_cmd(
     seed: int = typer.Option(0, "--seed"),
     eval_episodes: int = typer.Option(0, "--eval-episodes", help="Evaluate the result over N episodes."),
     module_id: Optional[str] = typer.Option(None, "--id", help="Store id of the resulting policy card."),
+    force: bool = typer.Option(False, "--force", help="Replace different modules already stored under the ids."),
 ) -> None:
     """Recombine a guidance with a diffusion policy: check, (train), (evaluate), and store a policy card.
 
@@ -140,7 +152,7 @@ def combine_cmd(
         spec = TrainSpec(dataset=dataset, steps=steps, seed=seed, hidden=hidden)
     policy = combine(guidance, diffusion, mode=mode, infer_guidance=infer_guidance, train=spec, module_id=module_id,
                      eval_episodes=eval_episodes, save=True, n_candidates=candidates, rule=rule, rho=rho, w=w,
-                     temperature=temperature)
+                     temperature=temperature, overwrite=force)
     if policy.train_report is not None:
         out.print(policy.train_report.table(), highlight=False, markup=False)
     out.print(policy.report.table(), highlight=False, markup=False)
@@ -148,5 +160,6 @@ def combine_cmd(
         m = policy.card.metrics
         out.print(f"return {m['eval_return_mean']:.1f} +- {m['eval_return_std']:.1f}, "
                   f"normalised score {m['normalized_score']:.1f}")
-    out.print(f"stored policy [bold]{policy.card.id}[/] (parts: {policy.card.policy.diffusion.id}"
-              + (f", {policy.card.policy.infer_guidance.id}" if policy.card.policy.infer_guidance else "") + ")")
+    out.print(f"stored policy [bold]{escape(policy.card.id)}[/] (parts: {escape(policy.card.policy.diffusion.id)}"
+              + (f", {escape(policy.card.policy.infer_guidance.id)}" if policy.card.policy.infer_guidance else "")
+              + ")")

@@ -149,9 +149,10 @@ class CombinedPolicy:
 
     __call__ = act
 
-    def save(self, module_id: str | None = None, store: Store | None = None) -> StoredModule:
+    def save(self, module_id: str | None = None, store: Store | None = None, overwrite: bool = False) -> StoredModule:
+        """Store the policy card (its parts by reference). A different policy under the same id needs `overwrite`."""
         card = self.card if module_id is None else self.card.model_copy(update={"id": module_id})
-        saved = (store or Store()).save(None, card)
+        saved = (store or Store()).save(None, card, overwrite=overwrite)
         self.card = saved.card
         return saved
 
@@ -180,19 +181,20 @@ def _default_id(d: StoredModule, g: StoredModule | None, mode: str) -> str:
 def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, mode: str = "resample",
             infer_guidance: str | StoredModule | None = None, train: TrainSpec | None = None,
             module_id: str | None = None, store: Store | None = None, progress: bool = True,
-            eval_episodes: int = 0, save: bool = False, **sampling: Any) -> CombinedPolicy:
+            eval_episodes: int = 0, save: bool = False, overwrite: bool = False, **sampling: Any) -> CombinedPolicy:
     """Recombine a guidance with a diffusion module (or, with `train`, a backbone architecture to train under it).
 
     `guidance` is the training guidance of record (and the sampling guidance unless `infer_guidance` is given:
     double guidance). `eval_episodes` > 0 evaluates the result in its task (metrics on the card); `save` stores the
     policy card. Raises CompatibilityError with the reasons when the pairing is unsound; nothing is written then.
+    `overwrite` lets the trained module and the policy card replace different modules stored under their ids.
     """
     store = store or Store()
     cfg = sampling_config(mode, sampling)
     g = _module(guidance, store)
     train_report = None
     if train is not None:
-        d, train_report = _train_under(g, diffusion, train, store, progress)
+        d, train_report = _train_under(g, diffusion, train, store, progress, overwrite)
     else:
         if isinstance(diffusion, str) and not store.contains(diffusion) and diffusion in registry().architectures:
             raise MdhubError(f"'{diffusion}' is an architecture, not a stored module: pass train=TrainSpec(...) "
@@ -224,12 +226,12 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
         combined.card = combined.card.model_copy(update={"metrics": {**combined.card.metrics, **{
             ("normalized_score" if k == "normalized_score" else f"eval_{k}"): v for k, v in result.items()}}})
     if save:
-        combined.save(store=store)
+        combined.save(store=store, overwrite=overwrite)
     return combined
 
 
 def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: TrainSpec, store: Store,
-                 progress: bool) -> tuple[StoredModule, Report]:
+                 progress: bool, overwrite: bool = False) -> tuple[StoredModule, Report]:
     """Guidance-first training of a backbone (architecture id or the architecture of a diffusion module)."""
     from hub.training import Budget, dataset_interface, resolve_dataset, train_diffusion
 
@@ -256,7 +258,7 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
     budget = Budget(hidden=spec.hidden, batch_size=spec.batch_size)
     d = train_diffusion(algo, ds, guidance=g if mode in ("q_loss", "labels") else None, steps=spec.steps,
                         seed=spec.seed, module_id=spec.module_id or (f"{arch_id}-under-{g.id}" if g else None),
-                        store=store, budget=budget, progress=progress, backbone=arch_id)[0]
+                        store=store, budget=budget, progress=progress, backbone=arch_id, overwrite=overwrite)[0]
     if g is not None and mode == "none":
         # BC-trained backbone: record the guidance it was paired with (it picks among candidates at sampling)
         d = store.save(d.net, d.card.model_copy(update={"origin": d.card.origin.model_copy(

@@ -74,9 +74,9 @@ def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed:
     if not card.interface.env_id:
         raise MdhubError(f"'{card.id}' records no environment (env_id) to evaluate in")
     result = run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps)
-    if write and store.contains(card.id):
-        metrics = {**card.metrics, **{f"eval_{k}" if k != "normalized_score" else k: v for k, v in result.items()}}
-        store.update_card(card.id, metrics=metrics)
+    if write and store.contains(card.id):  # merged key by key into the card's metrics, under the store's lock
+        store.update_card(card.id, metrics={f"eval_{k}" if k != "normalized_score" else k: v
+                                            for k, v in result.items()})
     return result
 
 

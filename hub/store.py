@@ -150,9 +150,9 @@ class Store:
             yield
 
     def _write_journal(self, op: dict[str, Any]) -> None:
-        tmp = self.root / f".journal-{secrets.token_hex(4)}.json"
-        _fsync_write(tmp, json.dumps(op, sort_keys=True).encode())
-        os.replace(tmp, self.journal_path)
+        """Written in place, before anything else changes: a journal cut short by a crash names nothing that was
+        done yet, and recovery then only removes temporary files."""
+        _fsync_write(self.journal_path, json.dumps(op, sort_keys=True).encode())
         _fsync_dir(self.root)
 
     def _clear_journal(self) -> None:
@@ -191,10 +191,10 @@ class Store:
         self._clear_journal()
 
     def _remove_leftovers(self, temporary_only: bool, keep: Iterable[str] = ()) -> list[str]:
-        """Remove temporary files (`.tmp-*`, `.old-*`, `.index-*.json`, `.journal-*`) and, unless
+        """Remove temporary files (`.tmp-*`, `.old-*`, `.index-*.json`) and, unless
         `temporary_only`, every module folder not in `keep`. Returns what was removed (names)."""
         removed = []
-        for pattern in (".index-*.json", ".journal-*.json"):
+        for pattern in (".index-*.json",):
             for p in self.root.glob(pattern):
                 p.unlink(missing_ok=True)
                 removed.append(p.name)

@@ -18,7 +18,7 @@ import torch
 from cards import (
     DatasetRef, DiffusionSpec, GuidanceSpec, Interface, ModuleCard, Origin, RewardTransform, ValueStats,
 )
-from hub.errors import MdhubError
+from hub.errors import MdhubError, StoreError
 from hub.paths import home
 from hub.registry import registry
 from hub.store import Store, StoredModule
@@ -142,11 +142,33 @@ def _run_dir(module_id: str) -> Path:
     return home() / "runs" / module_id
 
 
+def default_id(kind: str, algo: str, ds, seed: int) -> str:
+    """The id a run gets when none is given. Kinds never share one: `ALGO-critic-DATA-sSEED` for a guidance,
+    `ALGO-actor-DATA-sSEED` for a diffusion policy, `dql-joint-actor-DATA-sSEED` for a joint run's actor."""
+    role = {"guidance": "critic", "diffusion": "actor", "joint-actor": "joint-actor"}[kind]
+    return f"{algo}-{role}-{ds.metadata.get('dataset_id') or 'data'}-s{seed}"
+
+
+def refuse_existing(store: Store, module_ids: list[str], overwrite: bool) -> bool:
+    """Before any training: refuse to train into ids the store already has (unless `overwrite`). Returns whether
+    one exists (then its finished run's checkpoint is not resumed: the run starts fresh)."""
+    existing = [m for m in module_ids if store.contains(m)]
+    if existing and not overwrite:
+        card = store.card(existing[0])
+        raise StoreError(f"'{existing[0]}' is already stored (a {card.kind} module, {card.origin.algorithm}, "
+                         f"{card.origin.steps} steps); train under another --id, or replace it with --force "
+                         "(API: overwrite=True)")
+    return bool(existing)
+
+
 def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int = 0, module_id: str | None = None,
                    store: Store | None = None, budget: Budget | None = None, progress: bool = True,
-                   eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None
-                   ) -> list[StoredModule]:
-    """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor."""
+                   eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None,
+                   overwrite: bool = False, fresh: bool = False) -> list[StoredModule]:
+    """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor.
+
+    An id already in the store is refused before training starts, unless `overwrite`. An interrupted run resumes
+    from its checkpoint; `fresh` moves the checkpoint aside and starts over."""
     if algo not in GUIDANCE_ALGOS:
         raise MdhubError(f"unknown guidance algorithm '{algo}'; known: {', '.join(GUIDANCE_ALGOS)}")
     store = store or Store()
@@ -156,8 +178,9 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
                                                              **(recipe_overrides or {}))
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
-    ds_name = ds.metadata.get("dataset_id") or "data"
-    module_id = module_id or f"{algo}-{ds_name}-s{seed}"
+    actor_id = (f"{module_id}-actor" if module_id else default_id("joint-actor", algo, ds, seed))
+    module_id = module_id or default_id("guidance", algo, ds, seed)
+    fresh = refuse_existing(store, [module_id] + ([actor_id] if recipe.backbone else []), overwrite) or fresh
     torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
     critic = build(recipe.critic_arch, "guidance", _arch_config(recipe.critic_arch, ds, recipe.critic_config, budget.hidden))
     model = None
@@ -167,15 +190,16 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
     run_dir = _run_dir(module_id)
     result = run(recipe, ds, critic=critic, model=model, seed=seed, eval_fn=eval_fn, eval_every=budget.eval_every,
                  run_dir=run_dir, checkpoint_every=budget.checkpoint_every, progress=progress,
-                 run_tag=f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}")
+                 run_tag=f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}", fresh=fresh)
     write_curve(run_dir, result, f"{module_id} ({recipe.name})")
     stats = value_stats(critic, ds)
-    g = store.save(critic, guidance_card(module_id, recipe.critic_arch, critic, ds, recipe, seed, result, stats))
+    g = store.save(critic, guidance_card(module_id, recipe.critic_arch, critic, ds, recipe, seed, result, stats),
+                   overwrite=overwrite)
     out = [g]
     if model is not None:
-        actor_id = f"{module_id}-actor"
         out.append(store.save(result.model, diffusion_card(actor_id, recipe.backbone, result.model, ds, recipe, seed,
-                                                           result, g, "The actor of a joint DQL run.")))
+                                                           result, g, "The actor of a joint DQL run."),
+                              overwrite=overwrite))
     return out
 
 
@@ -202,8 +226,8 @@ def _label_targets(recipe: Recipe, model, g: StoredModule, ds) -> TargetFn:
 def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None = None, joint: bool = False,
                     steps: int | None = None, seed: int = 0, module_id: str | None = None, store: Store | None = None,
                     budget: Budget | None = None, progress: bool = True, backbone: str | None = None,
-                    eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None
-                    ) -> list[StoredModule]:
+                    eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None,
+                    overwrite: bool = False, fresh: bool = False) -> list[StoredModule]:
     """Train a diffusion policy: under a frozen guidance (guidance-first), jointly (`joint`, DQL), or BC-only.
 
     `backbone` swaps the architecture (e.g. an IDQL-recipe guidance driving a DQL backbone is the default pairing;
@@ -217,7 +241,8 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
         if guidance is not None:
             raise MdhubError("--joint trains its own critic: give either --guidance or --joint, not both")
         return train_guidance("dql", dataset, steps=steps, seed=seed, module_id=module_id, store=store, budget=budget,
-                              progress=progress, eval_fn_factory=eval_fn_factory, recipe_overrides=recipe_overrides)
+                              progress=progress, eval_fn_factory=eval_fn_factory, recipe_overrides=recipe_overrides,
+                              overwrite=overwrite, fresh=fresh)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
@@ -249,8 +274,8 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
     elif recipe.needs_guidance:
         hint = "" if labels else " (or --joint)"
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")
-    ds_name = ds.metadata.get("dataset_id") or "data"
-    module_id = module_id or f"{algo}-{ds_name}-s{seed}"
+    module_id = module_id or default_id("diffusion", algo, ds, seed)
+    fresh = refuse_existing(store, [module_id], overwrite) or fresh
     extra = dict(recipe.backbone_config)
     if labels and recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
         extra["weight_tau"] = (g.card.guidance.expectile if g is not None else None) or 0.7
@@ -262,7 +287,7 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
     result = run(recipe, ds, model=model, guidance=g.net if g and not labels else None, seed=seed, eval_fn=eval_fn,
                  eval_every=budget.eval_every, run_dir=run_dir, checkpoint_every=budget.checkpoint_every,
                  progress=progress, targets=targets,
-                 run_tag=f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}")
+                 run_tag=f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}", fresh=fresh)
     write_curve(run_dir, result, f"{module_id} ({recipe.name})")
     card = diffusion_card(module_id, recipe.backbone, result.model, ds, recipe, seed, result, g)
-    return [store.save(result.model, card)]
+    return [store.save(result.model, card, overwrite=overwrite)]

@@ -274,9 +274,9 @@ def test_cli_train_swg_and_cfg():
     assert res.exit_code == 0, res.output
     for algo in ("swg", "cfg"):
         res = runner.invoke(app, ["train", "diffusion", "--algo", algo, "--dataset", "toy-spiral", "--guidance",
-                                  "iql-toy-spiral-s0", "--steps", "20", "--hidden", "16", "--batch-size", "32"])
+                                  "iql-critic-toy-spiral-s0", "--steps", "20", "--hidden", "16", "--batch-size", "32"])
         assert res.exit_code == 0, res.output
-        card = hub.show(f"{algo}-toy-spiral-s0")
-        assert card.origin.algorithm == algo.upper() and card.origin.trained_with_guidance.id == "iql-toy-spiral-s0"
+        card = hub.show(f"{algo}-actor-toy-spiral-s0")
+        assert card.origin.algorithm == algo.upper() and card.origin.trained_with_guidance.id == "iql-critic-toy-spiral-s0"
     res = runner.invoke(app, ["train", "diffusion", "--algo", "swg", "--dataset", "toy-spiral"])
     assert res.exit_code == 1 and "--guidance" in res.output and "Traceback" not in res.output
