@@ -2,7 +2,8 @@
 
 The front matter carries the Hub's own keys (`library_name`, `tags`, `datasets`, `license`) for search and display,
 and the whole card under the `mdhub` key, so that parsing the README gives back an equal card.
-Parsing is defensive: size-capped, YAML aliases refused (no "billion laughs"), then full card validation.
+Parsing is defensive: size-capped, YAML aliases refused (no "billion laughs"), nesting depth and number literals
+capped (the limits of `cards.io`), then full card validation.
 """
 from __future__ import annotations
 
@@ -12,20 +13,51 @@ import yaml
 
 from cards.card import ModuleCard
 from cards.errors import CardError
-from cards.io import card_from_dict
+from cards.io import MAX_DEPTH, MAX_NUMBER_CHARS, card_from_dict
 
 LIBRARY_NAME = "mdhub"
 MAX_README_BYTES = 1_000_000
 
 
+class _Refused(CardError):
+    """Raised inside the YAML loader; card_from_readme prefixes the source."""
+
+
 class _NoAliasSafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses anchors/aliases (they allow exponential expansion)."""
+    """SafeLoader that refuses anchors/aliases (they allow exponential expansion), over-long number literals (an int
+    of thousands of digits is slow to convert, and over 4300 digits int() raises) and nesting deeper than MAX_DEPTH."""
 
     def fetch_alias(self) -> None:  # type: ignore[override]
-        raise CardError("README.md: YAML aliases are not allowed in a model card's front matter")
+        raise _Refused("YAML aliases are not allowed in a model card's front matter")
 
     def fetch_anchor(self) -> None:  # type: ignore[override]
-        raise CardError("README.md: YAML anchors are not allowed in a model card's front matter")
+        raise _Refused("YAML anchors are not allowed in a model card's front matter")
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        depth = getattr(self, "_mdhub_depth", 0)
+        if depth > MAX_DEPTH:
+            raise _Refused(f"the front matter is nested more than {MAX_DEPTH} levels deep")
+        self._mdhub_depth = depth + 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._mdhub_depth = depth
+
+    def _number(self, node: Any, construct: Any) -> Any:
+        if len(str(node.value)) > MAX_NUMBER_CHARS:
+            raise _Refused(f"a number of {len(str(node.value))} characters (at most {MAX_NUMBER_CHARS}) at line "
+                           f"{node.start_mark.line + 1}")
+        return construct(self, node)
+
+    def _int(self, node: Any) -> Any:
+        return self._number(node, yaml.SafeLoader.construct_yaml_int)
+
+    def _float(self, node: Any) -> Any:
+        return self._number(node, yaml.SafeLoader.construct_yaml_float)
+
+
+_NoAliasSafeLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasSafeLoader._int)
+_NoAliasSafeLoader.add_constructor("tag:yaml.org,2002:float", _NoAliasSafeLoader._float)
 
 
 def hub_tags(card: ModuleCard) -> list[str]:
@@ -126,7 +158,11 @@ def card_from_readme(text: str | bytes, source: str = "README.md") -> ModuleCard
         raise CardError(f"{source}: the YAML front matter is not closed by a '---' line")
     try:
         meta = yaml.load(text[4:end + 1], Loader=_NoAliasSafeLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
+    except _Refused as err:
+        raise CardError(f"{source}: {err}; refused") from None
+    except RecursionError:
+        raise CardError(f"{source}: the front matter is nested more than {MAX_DEPTH} levels deep; refused") from None
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: a number yaml cannot convert
         raise CardError(f"{source}: invalid YAML front matter ({err})") from None
     if not isinstance(meta, dict):
         raise CardError(f"{source}: the front matter must be a mapping")

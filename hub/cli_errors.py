@@ -1,4 +1,10 @@
-"""The CLI's one error policy: a user-facing error becomes `error: <message>` on stderr and exit code 1."""
+"""The CLI's one error policy: a user-facing error becomes `error: <message>` on stderr and exit code 1.
+
+The message is printed literally: ids, paths, repository names, card fields and server messages may contain `[...]`,
+which must neither crash rich's markup parser nor render as a style or a link. An OSError (a hub home that is a file,
+read-only or full, a path that cannot be read) is a user-facing error too, printed as one line naming the path; any
+other exception is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import functools
@@ -6,14 +12,32 @@ from typing import Any, Callable
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from cards import CardError
 from hub.errors import MdhubError
 from modules.data.errors import DatasetError
 from modules.envs import UnknownEnvError
+from modules.train.checkpoint import CheckpointError
 
 err = Console(stderr=True)
-USER_ERRORS: tuple[type[BaseException], ...] = (MdhubError, CardError, DatasetError, UnknownEnvError)
+USER_ERRORS: tuple[type[BaseException], ...] = (MdhubError, CardError, DatasetError, UnknownEnvError, CheckpointError)
+
+
+def os_error_message(e: OSError) -> str:
+    """One line naming the path(s) and the problem, e.g. `/x/index.lock: Permission denied`."""
+    what = e.strerror or str(e) or type(e).__name__
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    if not paths:
+        return f"{what} ({type(e).__name__})"
+    return f"{' -> '.join(paths)}: {what}"
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on stderr, the message taken literally (no markup, no highlighting), on one line."""
+    line = " ".join(str(message).splitlines())
+    line = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)  # no terminal escape sequences
+    err.print(Text.assemble(("error:", "bold red"), " ", line), highlight=False, soft_wrap=True)
 
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -24,7 +48,10 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as e:
-            err.print(f"[bold red]error:[/] {e}", highlight=False, markup=True, soft_wrap=True)
+            print_error(str(e))
+            raise typer.Exit(1) from None
+        except OSError as e:
+            print_error(os_error_message(e))
             raise typer.Exit(1) from None
 
     return wrapper

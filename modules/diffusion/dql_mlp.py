@@ -26,9 +26,9 @@ class SinusoidalEmbedding(nn.Module):
 
 
 class DQLMLPConfig(DiffusionConfig):
-    hidden: int = Field(default=256, gt=0)
-    layers: int = Field(default=3, ge=1)
-    time_dim: int = Field(default=16, ge=2)
+    hidden: int = Field(default=256, gt=0, le=16_384)
+    layers: int = Field(default=3, ge=1, le=64)
+    time_dim: int = Field(default=16, ge=2, le=4096)
 
 
 class DQLDiffusion(DiffusionModel):

@@ -37,12 +37,12 @@ class ResidualBlock(nn.Module):
 
 
 class LNResNetConfig(DiffusionConfig):
-    hidden: int = Field(default=256, gt=0)
-    blocks: int = Field(default=3, ge=1)
-    expand: int = Field(default=4, ge=1)
+    hidden: int = Field(default=256, gt=0, le=16_384)
+    blocks: int = Field(default=3, ge=1, le=64)
+    expand: int = Field(default=4, ge=1, le=16)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
-    time_dim: int = Field(default=128, ge=2)
-    time_hidden: int = Field(default=256, gt=0)
+    time_dim: int = Field(default=128, ge=2, le=4096)
+    time_hidden: int = Field(default=256, gt=0, le=16_384)
     weight_head: bool = Field(default=False, description="SWG variant: the weight gets its own head off block 2.")
 
 

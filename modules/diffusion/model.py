@@ -27,10 +27,10 @@ class DiffusionConfig(BaseModel):
     """Hyperparameters common to every backbone (rebuild the network exactly)."""
 
     model_config = ConfigDict(extra="forbid")
-    obs_dim: int = Field(gt=0)
-    act_dim: int = Field(gt=0)
-    x_dim: int | None = Field(default=None, gt=0, description="Diffused dimension; default act_dim.")
-    cond_dim: int = Field(default=0, ge=0, description="Size of a label the denoiser is conditioned on (CFG).")
+    obs_dim: int = Field(gt=0, le=1_000_000)
+    act_dim: int = Field(gt=0, le=100_000)
+    x_dim: int | None = Field(default=None, gt=0, le=100_001, description="Diffused dimension; default act_dim.")
+    cond_dim: int = Field(default=0, ge=0, le=1024, description="Size of a label the denoiser is conditioned on (CFG).")
     T: int = Field(default=5, ge=1, le=1000)
     schedule: Literal["vp", "linear", "cosine"] = "vp"
     reverse: Literal["posterior", "simplified"] = "posterior"

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
+
 from modules.guidance.iql import CriticConfig, IQLCritic
 
 
 class DQLCriticConfig(CriticConfig):
-    layers: int = 3
+    layers: int = Field(default=3, ge=1, le=64)
     activation: Literal["relu", "mish", "swish", "tanh"] = "mish"
     with_v: bool = False
 

@@ -11,14 +11,14 @@ from modules.nets import EnsembleMLP, ObsNormalizer, mlp
 
 
 class CriticConfig(BaseModel):
-    """Hyperparameters that rebuild a critic exactly."""
+    """Hyperparameters that rebuild a critic exactly (bounded: a card cannot ask for an absurd network)."""
 
     model_config = ConfigDict(extra="forbid")
-    obs_dim: int = Field(gt=0)
-    act_dim: int = Field(gt=0)
-    hidden: int = Field(default=256, gt=0)
-    layers: int = Field(default=2, ge=1)
-    q_heads: int = Field(default=2, ge=1)
+    obs_dim: int = Field(gt=0, le=1_000_000)
+    act_dim: int = Field(gt=0, le=100_000)
+    hidden: int = Field(default=256, gt=0, le=16_384)
+    layers: int = Field(default=2, ge=1, le=64)
+    q_heads: int = Field(default=2, ge=1, le=64)
     activation: Literal["relu", "mish", "swish", "tanh"] = "relu"
     with_v: bool = True
     v_layer_norm: bool = False
