@@ -41,6 +41,7 @@ from hub.module_folder import (  # noqa: F401  (re-exported: the store's public 
     StoredModule,
     _fsync_write,
     finalize_card,
+    inside,
     load_folder,
     read_card,
     read_weights,
@@ -161,10 +162,10 @@ class Store:
     def _remove_folder(self, name: str | None) -> None:
         if name:
             path = self.modules_dir / _plain_folder_name(name, str(self.journal_path))
-            if path.is_symlink():
+            if path.is_symlink():  # never follow a link out of the store: remove the link itself
                 path.unlink()
             else:
-                shutil.rmtree(path, ignore_errors=True)
+                shutil.rmtree(inside(self.modules_dir, path), ignore_errors=True)
 
     def _recover(self) -> None:
         """Finish (index names the new folder) or roll back (it does not) the change a crashed writer journaled."""
@@ -261,7 +262,7 @@ class Store:
         entry = modules.get(module_id)
         if entry is None:
             raise self._not_found(module_id, modules)
-        return self.modules_dir / entry["folder"]
+        return inside(self.modules_dir, entry["folder"])
 
     @staticmethod
     def _is_path(ref: str | Path) -> bool:
@@ -402,7 +403,7 @@ class Store:
             modules = self._read_index()
             if module_id not in modules:
                 raise self._not_found(module_id, modules)
-            folder = self.modules_dir / modules[module_id]["folder"]
+            folder = inside(self.modules_dir, modules[module_id]["folder"])
             card = read_card(folder)
             data = card.model_dump()
             for key, value in changes.items():
