@@ -35,6 +35,8 @@ class Architecture(BaseModel):
     provides: tuple[Literal["q", "v"], ...] = ()
     train_guidance: tuple[Mode, ...] = ()
     sample_guidance: tuple[Mode, ...] = ()
+    reverse: Literal["posterior", "simplified"] | None = Field(
+        default=None, description="Diffusion: the reverse step the builder uses by default (the reference's).")
     source: str = "registry.yaml"
 
     def builder(self) -> Any:

@@ -54,3 +54,14 @@ def test_third_party_architectures_come_through_entry_points(tmp_path, monkeypat
     net = arch.make({"obs_dim": 2, "act_dim": 1, "hidden": 8})
     assert type(net).__name__ == "TinyCritic"
     sys.modules.pop("thirdparty_arch", None)
+
+
+def test_each_backbone_defaults_to_the_reverse_step_its_registry_entry_declares():
+    from hub.registry import registry
+
+    backbones = [a for a in registry() if a.kind == "diffusion"]
+    assert backbones
+    for arch in backbones:
+        assert arch.reverse is not None, f"{arch.id}: registry.yaml declares no reverse step"
+        default = arch.builder().Config.model_fields["reverse"].default
+        assert default == arch.reverse, f"{arch.id}: builder default {default}, registry says {arch.reverse}"

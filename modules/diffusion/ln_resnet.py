@@ -4,6 +4,7 @@ Time: learnable Fourier features -> MLP (256, 256)."""
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -37,6 +38,8 @@ class ResidualBlock(nn.Module):
 
 
 class LNResNetConfig(DiffusionConfig):
+    # IDQL's reference samples with the simplified step; registry.yaml declares it and a test keeps the two equal
+    reverse: Literal["posterior", "simplified"] = "simplified"
     hidden: int = Field(default=256, gt=0, le=16_384)
     blocks: int = Field(default=3, ge=1, le=64)
     expand: int = Field(default=4, ge=1, le=16)
