@@ -10,13 +10,19 @@ Policies: a policy card references its parts and holds no weights. It is pushed 
 commit filled in. A part that has never been pushed (no repo in the policy card, no `hub_source` in the store) is
 refused with a message: push the part first. Nothing is pushed implicitly.
 
-Pull: through the backend (the HF cache for `hf`), at one exact commit. Before anything is stored: card.json and
-README.md must parse (size-capped, validated, no YAML aliases) into EQUAL cards, every sha256 and size must match,
-the network is built through the LOCAL registry only (a card names an id, never code), the tensors must load
-strictly and re-serialise to the same bytes. A policy's parts are fetched and checked the same way (by their
-recorded repo and commit, against the sha256 the policy names) before anything is saved. Only the three known files
-are ever downloaded; nothing downloaded is executed or unpickled. The stored card records
-`hub_source = (backend, repo, revision asked for, exact commit)`, so `pull(source)` is reproducible.
+Pull: through the backend (the HF cache for `hf`), at one exact commit, under one deadline for the whole pull
+(`timeout`, default $MDHUB_PULL_TIMEOUT, else 600 s; a stall or a drip ends in RemoteTimeoutError). card.json and
+README.md come first, size-capped; they must parse (validated, no YAML aliases) into EQUAL cards. The weights are
+then fetched at the same commit, capped at the size the card declares, and must match its sha256; the network is
+built through the LOCAL registry only (a card names an id, never code), the tensors must load strictly and
+re-serialise to the same bytes. The backend checks every identifier the server sends before using it (commit ids,
+ETags, oids: plain hashes only, hub.remote.hf). A policy's parts are fetched and checked the same way (by their
+recorded repo and commit, against the sha256 the policy names), must live on the same kind of remote as the policy
+(a policy from the Hub never reaches into a local folder), and the policy's runtime is built as `load_policy` would
+build it (sampling params, compatibility, mode builder) before anything is saved. Only the three known files are
+ever downloaded; nothing downloaded is executed or unpickled. Every refusal is one RemoteError line and leaves the
+store as it was. The stored card records `hub_source = (backend, repo, revision asked for, exact commit)`, so
+`pull(source)` is reproducible.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from typing import Any
 
 from cards import (
     CardError,
+    FileEntry,
     HubSource,
     ModuleCard,
     ModuleRef,
@@ -41,9 +48,12 @@ from cards.readme import MAX_README_BYTES
 from hub.errors import IntegrityError, MdhubError
 from hub.remote import (
     DEFAULT_BRANCH,
+    BadResponseError,
+    Deadline,
     RemoteError,
     RemoteIntegrityError,
     RepoRef,
+    SizeLimitError,
     backend_for,
     parse_repo_ref,
     ref_from_source,
@@ -66,6 +76,8 @@ MODULE_FILES = (WEIGHTS, CARD, README)
 MAX_CARD_BYTES = 1_000_000
 MAX_WEIGHTS_BYTES = 16 * 2**30
 MAX_SIZES = {CARD: MAX_CARD_BYTES, README: MAX_README_BYTES, WEIGHTS: MAX_WEIGHTS_BYTES}
+CARD_SIZES = {CARD: MAX_CARD_BYTES, README: MAX_README_BYTES}
+_PLACE = {"hf": "the Hugging Face Hub", "file": "a local folder"}
 PART_ROLES = {"diffusion": "diffusion", "train_guidance": "guidance", "infer_guidance": "guidance"}
 MAX_DEPTH = 2
 
@@ -190,6 +202,7 @@ def _published_part(policy_id: str, role: str, kind: str, ref: ModuleRef, target
     what = f"policy '{policy_id}': its {role} part '{ref.id}'"
     if ref.repo:
         where = parse_repo_ref(ref.repo, base=target)
+        _same_kind(where, target, what)
         return ref.model_copy(update={"repo": where.relative_to(target), "revision": ref.revision or where.revision})
     how = f"push it first (mdhub push {ref.id} NAMESPACE/NAME), then push the policy"
     if not store.contains(ref.id):
@@ -204,45 +217,72 @@ def _published_part(policy_id: str, role: str, kind: str, ref: ModuleRef, target
     if part.hub_source is None:
         raise RemoteError(f"{what} has not been pushed anywhere; {how}")
     where = ref_from_source(part.hub_source)
+    _same_kind(where, target, what)
     return ref.model_copy(update={"sha256": ref.sha256 or sha, "repo": where.relative_to(target),
                                   "revision": where.revision})
 
 
+def _same_kind(part: RepoRef, target: RepoRef, what: str) -> None:
+    """A pull refuses a policy whose parts live on another kind of remote, so a push never publishes one."""
+    if part.backend != target.backend:
+        raise RemoteError(f"{what} lives at {part.url()}, {_PLACE[part.backend]}; a policy pushed to "
+                          f"{_PLACE[target.backend]} may only reference parts there too (a pull would refuse it); "
+                          f"push the part to {_PLACE[target.backend]} first")
+
+
 # --- pull ------------------------------------------------------------------------------------------------------------
-def pull(repo: str, local_id: str | None = None, store: Store | None = None, force: bool = False) -> StoredModule:
+def pull(repo: str, local_id: str | None = None, store: Store | None = None, force: bool = False,
+         timeout: float | None = None) -> StoredModule:
     """Pull `repo` (`user/name[@revision]`, `hf://...`, `file:///root::user/name[@revision]`) into the store.
 
     Everything is downloaded and verified (a policy's parts too) before anything is stored. The module is stored
     under `local_id` (default: the card's id); parts under the ids the policy names. A different module already
     stored under one of these ids (other weights, other origin) is kept, with an error, unless `force`.
+    `timeout`: seconds the whole pull may take, parts included (default $MDHUB_PULL_TIMEOUT, else 600); past it the
+    pull ends with RemoteTimeoutError and nothing stored.
     """
+    deadline = Deadline.of(timeout)
     store = store or Store()
     ref = parse_repo_ref(repo)
-    fetched = _fetch(ref, local_id=local_id, expect_kind=None, store=store, depth=0)
+    fetched = _fetch(ref, local_id=local_id, expect_kind=None, store=store, depth=0, deadline=deadline)
     ids = [item.card.id for item in fetched]
     if len(set(ids)) != len(ids):
         raise RemoteError(f"{fetched[-1].where}: the policy and its parts would share a store id ({', '.join(ids)}); "
                           "pull it with --id NEW_ID")
     for item in fetched:
         _check_conflict(store, item, force)
-    stored = [store.save(item.net, item.card) for item in fetched]
+    stored = [store.save(item.net, item.card, overwrite=True) for item in fetched]  # replacement checked above
     top = stored[-1]
     if _weights_sha(top.card) != _weights_sha(fetched[-1].card):  # pragma: no cover - guarded by the canonical check
         raise RemoteIntegrityError(f"{fetched[-1].where}: the stored weights differ from the pulled ones")
     return top
 
 
-def _fetch(ref: RepoRef, local_id: str | None, expect_kind: str | None, store: Store, depth: int) -> list[_Fetched]:
-    """Download and verify one module (and, for a policy, its parts first). Stores nothing."""
+def _fetch(ref: RepoRef, local_id: str | None, expect_kind: str | None, store: Store, depth: int,
+           deadline: Deadline) -> list[_Fetched]:
+    """Download and verify one module (and, for a policy, its parts first). Stores nothing.
+
+    The card comes first (card.json and README.md, size-capped); the weights are then fetched at the same exact
+    commit, capped at the size the card declares, so no server can make a pull read more than the card promised.
+    """
     backend = backend_for(ref)
-    snap = backend.download(ref.repo_id, ref.revision, MODULE_FILES, max_sizes=MAX_SIZES)
-    where = str(ref.with_revision(snap.commit))
+    head = backend.download(ref.repo_id, ref.revision, (CARD, README), max_sizes=CARD_SIZES, deadline=deadline)
+    where = str(ref.with_revision(head.commit))
     try:
-        card, net = _verify(snap.folder, where, expect_kind)
-    except RemoteIntegrityError:
-        backend.forget(ref.repo_id, snap.commit)  # a corrupted cached copy must not poison the next pull
+        card = _verify_card(head.folder, where, expect_kind)
+        net = None
+        if card.kind != "policy":
+            entry = _weights_entry(card, where)
+            snap = backend.download(ref.repo_id, head.commit, (WEIGHTS,), max_sizes={WEIGHTS: entry.size},
+                                    deadline=deadline)
+            if snap.commit != head.commit:  # pragma: no cover - backends pin the commit they are given
+                raise RemoteIntegrityError(f"{where}: asked for commit {head.commit}, got {snap.commit}")
+            net = _verify_weights(snap.folder, card, entry, where)
+    except (RemoteIntegrityError, BadResponseError, SizeLimitError):
+        backend.forget(ref.repo_id, head.commit)  # a corrupted cached copy must not poison the next pull
         raise
-    source = HubSource(backend=ref.backend, repo=ref.repo, revision=ref.revision or DEFAULT_BRANCH, commit=snap.commit)
+    source = HubSource(backend=ref.backend, repo=ref.repo, revision=ref.revision or DEFAULT_BRANCH,
+                       commit=head.commit)
     update: dict[str, Any] = {"hub_source": source.model_dump()}
     if local_id is not None:
         update["id"] = local_id
@@ -252,11 +292,13 @@ def _fetch(ref: RepoRef, local_id: str | None, expect_kind: str | None, store: S
         raise RemoteError(f"{where}: cannot store it as '{local_id}': {err}") from None
     parts: list[_Fetched] = []
     if card.kind == "policy":
-        parts = _fetch_parts(card, ref, where, store, depth)
+        parts = _fetch_parts(card, ref, where, store, depth, deadline)
+        _validate_policy(card, parts, store, where)
     return parts + [_Fetched(card=card, net=net, where=where)]
 
 
-def _fetch_parts(card: ModuleCard, base: RepoRef, where: str, store: Store, depth: int) -> list[_Fetched]:
+def _fetch_parts(card: ModuleCard, base: RepoRef, where: str, store: Store, depth: int,
+                 deadline: Deadline) -> list[_Fetched]:
     assert card.policy is not None
     if depth >= MAX_DEPTH:
         raise RemoteError(f"{where}: policy parts nest deeper than {MAX_DEPTH} levels; refused")
@@ -276,8 +318,12 @@ def _fetch_parts(card: ModuleCard, base: RepoRef, where: str, store: Store, dept
             part_ref = parse_repo_ref(ref.repo, base=base)
         except RemoteError as err:
             raise RemoteError(f"{what}: {err}") from None
+        if part_ref.backend != base.backend:
+            raise RemoteError(f"{what} points at {part_ref.url()}, {_PLACE[part_ref.backend]}; a policy pulled from "
+                              f"{_PLACE[base.backend]} may only reference parts there too; refused")
         part_ref = part_ref.with_revision(ref.revision or part_ref.revision)
-        fetched = _fetch(part_ref, local_id=ref.id, expect_kind=kind, store=store, depth=depth + 1)
+        fetched = _fetch(part_ref, local_id=ref.id, expect_kind=kind, store=store, depth=depth + 1,
+                         deadline=deadline)
         got = _weights_sha(fetched[-1].card)
         if ref.sha256 and got != ref.sha256:
             raise RemoteIntegrityError(f"{what}: {part_ref} has weights with sha256 {str(got)[:16]}..., the policy "
@@ -286,17 +332,53 @@ def _fetch_parts(card: ModuleCard, base: RepoRef, where: str, store: Store, dept
     return out
 
 
+class _PulledFirst:
+    """The store as `load_policy` sees it while a pulled policy is validated: the fetched parts (not stored yet)
+    first, then what the store holds. Nothing is written through it."""
+
+    def __init__(self, store: Store, fetched: dict[str, StoredModule]):
+        self._store, self._fetched = store, fetched
+
+    def load(self, ref: str | Path) -> StoredModule:
+        return self._fetched[ref] if isinstance(ref, str) and ref in self._fetched else self._store.load(ref)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+def _validate_policy(card: ModuleCard, parts: list[_Fetched], store: Store, where: str) -> None:
+    """Refuse a policy that could not run: load it exactly as `hub.load_policy` (so `mdhub eval`) will, its parts
+    taken from what was just fetched (or from the store), before anything is stored."""
+    from hub.combine import load_policy, sampling_config
+
+    assert card.policy is not None
+    fetched = {item.card.id: StoredModule(card=item.card, net=item.net, path=Path(where)) for item in parts}
+    try:
+        sampling_config(card.policy.mode, dict(card.policy.params))  # first: the error names the setting
+        load_policy(StoredModule(card=card, net=None, path=Path(where)), store=_PulledFirst(store, fetched))
+    except MdhubError as err:
+        raise RemoteError(f"{where}: refused: policy '{card.id}' cannot be loaded: {_one_line(err)}") from None
+    except Exception as err:  # hostile params or parts that break the runtime builder: one line, no traceback
+        raise RemoteError(f"{where}: refused: policy '{card.id}' cannot be built ({type(err).__name__}: "
+                          f"{_one_line(err)})") from None
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _read_capped(path: Path, limit: int, where: str) -> bytes:
     """At most `limit` bytes of a file (never an unbounded read, whatever the file claims to be)."""
     with open(path, "rb") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise RemoteError(f"{where}: {path.name} is over the {limit}-byte limit")
+        raise SizeLimitError(f"{where}: {path.name} is over the {limit}-byte limit")
     return data
 
 
-def _verify(folder: Path, where: str, expect_kind: str | None) -> tuple[ModuleCard, Any]:
-    """Check a downloaded commit and build it through the local registry. Returns (card, net or None)."""
+def _verify_card(folder: Path, where: str, expect_kind: str | None) -> ModuleCard:
+    """card.json and README.md of a downloaded commit: parsed (size-capped, validated) into EQUAL cards."""
     if not (folder / CARD).is_file():
         raise RemoteError(f"{where}: no {CARD}; not an mdhub module (expected {', '.join(MODULE_FILES)})")
     if not (folder / README).is_file():
@@ -315,13 +397,24 @@ def _verify(folder: Path, where: str, expect_kind: str | None) -> tuple[ModuleCa
         )
     if expect_kind is not None and card.kind != expect_kind:
         raise RemoteError(f"{where}: is a {card.kind} module ('{card.id}'), expected a {expect_kind} module")
-    if card.kind == "policy":
-        return card, None
+    return card
+
+
+def _weights_entry(card: ModuleCard, where: str) -> FileEntry:
+    """The card's one weights entry, within the size a pull accepts (the cap for downloading the weights)."""
     extra = [f.name for f in card.files if f.name != WEIGHTS]
     entry = card.file(WEIGHTS)
     if extra or entry is None:
         raise RemoteIntegrityError(f"{where}: {CARD} must list exactly one file, {WEIGHTS} (it lists "
                                    f"{[f.name for f in card.files]})")
+    if entry.size > MAX_WEIGHTS_BYTES:
+        raise SizeLimitError(f"{where}: {CARD} declares {WEIGHTS} of {entry.size} bytes, over the "
+                             f"{MAX_WEIGHTS_BYTES}-byte limit; refusing to download it")
+    return entry
+
+
+def _verify_weights(folder: Path, card: ModuleCard, entry: FileEntry, where: str) -> Any:
+    """The downloaded weights: the size and sha256 the card declares; built through the local registry."""
     path = folder / WEIGHTS
     if not path.is_file():
         raise RemoteIntegrityError(f"{where}: {CARD} lists {WEIGHTS} but the commit has no such file")
@@ -334,7 +427,7 @@ def _verify(folder: Path, where: str, expect_kind: str | None) -> tuple[ModuleCa
     if digest != entry.sha256:
         raise RemoteIntegrityError(f"{where}: {WEIGHTS}: sha256 mismatch: {CARD} says {entry.sha256[:16]}..., the "
                                    f"downloaded file has {digest[:16]}...; refused, nothing stored")
-    return card, _build(card, data, where)
+    return _build(card, data, where)
 
 
 def _build(card: ModuleCard, data: bytes, where: str) -> Any:

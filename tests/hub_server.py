@@ -25,10 +25,31 @@ client maps to its exceptions: `X-Error-Code: RepoNotFound | RevisionNotFound | 
 `X-Error-Message`. With `token` set, writes need `Authorization: Bearer <token>` (else 401) and private repos are
 invisible (404 RepoNotFound) without it, as on the Hub.
 
-Fault injection for tests: `tamper()` changes a stored file's bytes in place (the server then serves them, with a
-matching ETag, as a compromised host would); `drop_downloads(n, keep_bytes)` makes the next n file GETs send the
-headers and `keep_bytes` bytes of the body, then close the connection. `requests` records every request
-(method, path). `stop()` also closes the open keep-alive connections, so a stopped server is unreachable.
+Fault injection for tests (every switch is off by default; `clear_faults()` turns them all off; `n` limits a switch
+to the next n matching requests, None means every one; `path_suffix` limits it to paths ending with it):
+
+    tamper(repo, path)                 change a stored file's bytes in place (the server then serves them, with a
+                                       matching ETag, as a compromised host would)
+    drop_downloads(n, keep_bytes)      the next n file GETs send the headers and `keep_bytes` bytes of the body,
+                                       then close the connection
+    forge_headers(etag=, linked_etag=, repo_commit=)
+                                       file HEADs and GETs answer with these ETag / X-Linked-Etag / X-Repo-Commit
+                                       values (e.g. etag="../../x", repo_commit="../../../etc" or "not-hex"): what
+                                       a client builds cache paths from
+    forge_model_info(sha=, oids=, sizes=)
+                                       model_info answers with this commit id ("sha") and these per-file oids
+                                       ("blobId" of the siblings, e.g. {"card.json": "../../x"}) and sizes
+    stall(seconds, after_bytes=None)   a matching request gets nothing for `seconds` (not even headers; or, with
+                                       `after_bytes`, the headers and that many body bytes first), then the
+                                       connection is closed; methods=("HEAD",) or an API path stalls those instead
+    drip(interval)                     file GETs send the headers, then the body one byte every `interval` seconds
+    lie_content_length(delta)          file GETs (methods= to choose) announce len + delta bytes: delta > 0 sends the
+                                       real body, then closes the connection (keep_open=True: waits instead);
+                                       delta < 0 sends the whole body anyway; delta=None sends no Content-Length
+                                       and ends the body by closing the connection
+
+`requests` records every request (method, path). `stop()` also closes the open keep-alive connections and wakes
+stalled or dripping handlers, so a stopped server is unreachable and leaves no busy thread behind.
 Not covered: LFS/Xet uploads, pull requests, tags, gated repos, datasets/spaces, pagination (one page).
 """
 from __future__ import annotations
@@ -84,10 +105,18 @@ class Repo:
 
 
 @dataclass
-class _Drop:
-    remaining: int
-    keep_bytes: int
-    path_suffix: str | None
+class _Fault:
+    """One fault-injection switch: `kind` applies to requests of `methods` whose path ends with `path_suffix`."""
+
+    kind: str  # drop | forge | forge_info | hang | stall | drip | length
+    methods: tuple[str, ...]
+    path_suffix: str | None = None
+    remaining: int | None = None  # None: every matching request
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        return ((self.remaining is None or self.remaining > 0) and method in self.methods
+                and (self.path_suffix is None or path.endswith(self.path_suffix)))
 
 
 class HTTPError(Exception):
@@ -108,13 +137,15 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self._connections: set[socket.socket] = set()
         self.lock = threading.RLock()
-        self._drops: list[_Drop] = []
+        self._faults: list[_Fault] = []
+        self._stopping = threading.Event()
         self._counter = itertools.count()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     def start(self) -> "HubServer":
+        self._stopping = threading.Event()
         handler = type("BoundHandler", (_Handler,), {"hub": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
@@ -124,6 +155,7 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()  # wakes stalled and dripping handlers
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -196,12 +228,63 @@ class HubServer:
 
     def drop_downloads(self, n: int, keep_bytes: int = 0, path_suffix: str | None = None) -> None:
         """The next `n` file GETs (whose path ends with `path_suffix`, if given) break after `keep_bytes` bytes."""
-        with self.lock:
-            self._drops.append(_Drop(remaining=n, keep_bytes=keep_bytes, path_suffix=path_suffix))
+        self._add("drop", ("GET",), path_suffix, n, keep_bytes=keep_bytes)
+
+    def forge_headers(self, path_suffix: str | None = None, *, etag: str | None = None,
+                      linked_etag: str | None = None, repo_commit: str | None = None, n: int | None = None) -> None:
+        """File HEADs and GETs answer with these ETag / X-Linked-Etag / X-Repo-Commit values (None: the true one;
+        X-Linked-Etag is only sent when given)."""
+        self._add("forge", ("HEAD", "GET"), path_suffix, n, etag=etag, linked_etag=linked_etag,
+                  repo_commit=repo_commit)
+
+    def forge_model_info(self, *, sha: str | None = None, oids: dict[str, str] | None = None,
+                         sizes: dict[str, int] | None = None, n: int | None = None) -> None:
+        """model_info / repo_info answer with this commit id ("sha") and these file oids ("blobId") and sizes, by
+        path."""
+        self._add("forge_info", ("GET",), None, n, sha=sha, oids=dict(oids or {}), sizes=dict(sizes or {}))
+
+    def stall(self, seconds: float, path_suffix: str | None = None, *, after_bytes: int | None = None,
+              methods: tuple[str, ...] = ("GET",), n: int | None = None) -> None:
+        """Matching requests get nothing for `seconds` (with `after_bytes`: the headers and that many body bytes
+        first, file GETs only), then the connection is closed."""
+        if after_bytes is None:
+            self._add("hang", tuple(methods), path_suffix, n, seconds=seconds)
+        else:
+            self._add("stall", ("GET",), path_suffix, n, seconds=seconds, after_bytes=after_bytes)
+
+    def drip(self, interval: float, path_suffix: str | None = None, *, n: int | None = None) -> None:
+        """File GETs send the headers, then the body one byte every `interval` seconds."""
+        self._add("drip", ("GET",), path_suffix, n, interval=interval)
+
+    def lie_content_length(self, delta: int | None, path_suffix: str | None = None, *,
+                           methods: tuple[str, ...] = ("GET",), keep_open: bool = False, n: int | None = None) -> None:
+        """Matching file responses announce len + delta bytes in Content-Length (None: no Content-Length, the body
+        ends when the connection closes). delta > 0: the real body is sent, then the connection is closed (or, with
+        `keep_open`, left open and silent); delta < 0: the whole body is sent anyway."""
+        self._add("length", tuple(methods), path_suffix, n, delta=delta, keep_open=keep_open)
 
     def clear_faults(self) -> None:
         with self.lock:
-            self._drops.clear()
+            self._faults.clear()
+
+    def _add(self, kind: str, methods: tuple[str, ...], path_suffix: str | None, n: int | None, **params: Any) -> None:
+        with self.lock:
+            self._faults.append(_Fault(kind=kind, methods=methods, path_suffix=path_suffix, remaining=n,
+                                       params=params))
+
+    def _take(self, kind: str, method: str, path: str) -> _Fault | None:
+        """The first active fault of `kind` for this request (counting it as used), or None."""
+        with self.lock:
+            for fault in self._faults:
+                if fault.kind == kind and fault.matches(method, path):
+                    if fault.remaining is not None:
+                        fault.remaining -= 1
+                    return fault
+        return None
+
+    def _sleep(self, seconds: float) -> bool:
+        """Wait (False when the server stops meanwhile)."""
+        return not self._stopping.wait(seconds)
 
     def count(self, method: str | None = None, contains: str = "") -> int:
         with self.lock:
@@ -224,13 +307,6 @@ class HubServer:
         repo.branches[branch] = oid
         return commit
 
-    def _take_drop(self, path: str) -> _Drop | None:
-        with self.lock:
-            for drop in self._drops:
-                if drop.remaining > 0 and (drop.path_suffix is None or path.endswith(drop.path_suffix)):
-                    drop.remaining -= 1
-                    return drop
-        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -272,10 +348,12 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json", head: bool = False) -> None:
+              content_type: str = "application/json", head: bool = False, length: int | None = -1) -> None:
+        """One response; `length` overrides the Content-Length (None: no Content-Length header)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if length is not None:
+            self.send_header("Content-Length", str(len(body) if length == -1 else length))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -318,6 +396,11 @@ class _Handler(BaseHTTPRequestHandler):
         segments = [unquote(s) for s in split.path.split("/")[1:]]
         with self.hub.lock:
             self.hub.requests.append((method, split.path))
+        hang = self.hub._take("hang", method, split.path)
+        if hang is not None:
+            self.hub._sleep(hang.params["seconds"])  # nothing at all, then hang up
+            self._hang_up()
+            return
         try:
             body = self._body() if method == "POST" else b""
             with self.hub.lock:
@@ -328,6 +411,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(err, head=method == "HEAD")
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
+
+    def _hang_up(self) -> None:
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -396,16 +487,20 @@ class _Handler(BaseHTTPRequestHandler):
         raise HTTPError(404, f"no route for {method} {self.path}")
 
     def _model_info(self, repo: Repo, commit: Commit, blobs: bool) -> None:
+        forged = self.hub._take("forge_info", "GET", urlsplit(self.path).path)
+        oids: dict[str, str] = forged.params["oids"] if forged else {}
+        sizes: dict[str, int] = forged.params["sizes"] if forged else {}
         siblings = []
         for path, data in sorted(commit.files.items()):
             sib: dict[str, Any] = {"rfilename": path}
             if blobs:
-                sib.update(size=len(data), blobId=git_blob_sha1(data))
+                sib.update(size=sizes.get(path, len(data)), blobId=oids.get(path, git_blob_sha1(data)))
             siblings.append(sib)
+        sha = forged.params["sha"] if forged and forged.params["sha"] is not None else commit.oid
         ns = repo.repo_id.split("/")[0]
         self._json(200, {
             "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id, "modelId": repo.repo_id,
-            "author": ns, "sha": commit.oid, "lastModified": commit.date, "createdAt": commit.date,
+            "author": ns, "sha": sha, "lastModified": commit.date, "createdAt": commit.date,
             "private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
             "siblings": siblings,
         })
@@ -490,8 +585,20 @@ class _Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, f"{path} does not exist at {commit.oid}", "EntryNotFound",
                             headers={"X-Repo-Commit": commit.oid})
         headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{git_blob_sha1(data)}"', "Accept-Ranges": "bytes"}
+        method = "HEAD" if head else "GET"
+        forged = self.hub._take("forge", method, path)
+        if forged is not None:
+            p = forged.params
+            if p["etag"] is not None:
+                headers["ETag"] = f'"{p["etag"]}"'
+            if p["linked_etag"] is not None:
+                headers["X-Linked-Etag"] = f'"{p["linked_etag"]}"'
+            if p["repo_commit"] is not None:
+                headers["X-Repo-Commit"] = p["repo_commit"]
+        lie = self.hub._take("length", method, path)
         if head:
-            self._send(200, data, headers, content_type="application/octet-stream", head=True)
+            length = -1 if lie is None else (None if lie.params["delta"] is None else len(data) + lie.params["delta"])
+            self._send(200, data, headers, content_type="application/octet-stream", head=True, length=length)
             return None
         status, start = 200, 0
         match = re.match(r"^bytes=(\d+)-$", self.headers.get("Range", ""))
@@ -500,23 +607,45 @@ class _Handler(BaseHTTPRequestHandler):
             status = 206
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         payload = data[start:]
-        drop = self.hub._take_drop(path)
-        return lambda: self._stream(status, payload, headers, drop)
+        faults = {kind: self.hub._take(kind, "GET", path) for kind in ("drop", "stall", "drip")}
+        faults["length"] = lie
+        return lambda: self._stream(status, payload, headers, faults)
 
-    def _stream(self, status: int, payload: bytes, headers: dict[str, str], drop: _Drop | None) -> None:
-        if drop is None:
+    def _stream(self, status: int, payload: bytes, headers: dict[str, str], faults: dict[str, _Fault | None]) -> None:
+        """Send a file (GET), misbehaving as the active faults say."""
+        drop, stall, drip, lie = faults["drop"], faults["stall"], faults["drip"], faults["length"]
+        if not any(faults.values()):
             self._send(status, payload, headers, content_type="application/octet-stream")
             return
+        length: int | None = len(payload)
+        if lie is not None:
+            length = None if lie.params["delta"] is None else len(payload) + lie.params["delta"]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(len(payload)))
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        else:
+            self.close_connection = True  # no length: the body ends when the connection closes
         for k, v in headers.items():
             self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(payload[: max(0, min(drop.keep_bytes, len(payload) - 1))])
         self.wfile.flush()
-        self.close_connection = True
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        body = payload
+        if drop is not None:
+            body = payload[: max(0, min(drop.params["keep_bytes"], len(payload) - 1))]
+        elif stall is not None:
+            body = payload[: stall.params["after_bytes"]]
+        if drip is not None:
+            for i in range(len(body)):
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                if not self.hub._sleep(drip.params["interval"]):
+                    break
+        else:
+            self.wfile.write(body)
+            self.wfile.flush()
+        if stall is not None:
+            self.hub._sleep(stall.params["seconds"])
+        if drop is not None or stall is not None or length is None or (
+                lie is not None and lie.params["delta"] > 0 and not lie.params["keep_open"]):
+            self._hang_up()

@@ -7,13 +7,24 @@ See `hub.remote.refs` for the reference grammar and `hub.sharing` for push/pull 
 """
 from __future__ import annotations
 
-from hub.remote.base import DEFAULT_BRANCH, Backend, Snapshot, UploadResult
+from hub.remote.base import (
+    DEFAULT_BRANCH,
+    DEFAULT_PULL_TIMEOUT,
+    PULL_TIMEOUT_ENV,
+    Backend,
+    Deadline,
+    Snapshot,
+    UploadResult,
+)
 from hub.remote.errors import (
+    BadResponseError,
     NotCachedError,
     RemoteError,
     RemoteIntegrityError,
+    RemoteTimeoutError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    SizeLimitError,
 )
 from hub.remote.folder import FileBackend
 from hub.remote.hf import HFBackend
@@ -29,7 +40,8 @@ def backend_for(ref: RepoRef) -> Backend:
 
 
 __all__ = [
-    "DEFAULT_BRANCH", "Backend", "FileBackend", "HFBackend", "NotCachedError", "RemoteError", "RemoteIntegrityError",
-    "RepoNotFoundError", "RepoRef", "RevisionNotFoundError", "Snapshot", "UploadResult", "backend_for",
-    "parse_repo_ref", "ref_from_source",
+    "DEFAULT_BRANCH", "DEFAULT_PULL_TIMEOUT", "PULL_TIMEOUT_ENV", "Backend", "BadResponseError", "Deadline",
+    "FileBackend", "HFBackend", "NotCachedError", "RemoteError", "RemoteIntegrityError", "RemoteTimeoutError",
+    "RepoNotFoundError", "RepoRef", "RevisionNotFoundError", "SizeLimitError", "Snapshot", "UploadResult",
+    "backend_for", "parse_repo_ref", "ref_from_source",
 ]

@@ -22,3 +22,16 @@ class NotCachedError(RemoteError):
 
 class RemoteIntegrityError(RemoteError, IntegrityError):
     """Downloaded content that does not match its card (sha256, size) or is inconsistent (card.json vs README.md)."""
+
+
+class RemoteTimeoutError(RemoteError):
+    """A pull that ran past its deadline (a stalled or dripping server, a body that never ends); nothing was stored."""
+
+
+class BadResponseError(RemoteError):
+    """A server answer that breaks the protocol: a commit id or file identifier that is not a plain hash, a commit
+    other than the one asked for, sizes that contradict each other. Refused before anything is written from it."""
+
+
+class SizeLimitError(RemoteError):
+    """A file larger than a pull accepts (the card's declared size, or the hub's fixed caps); never downloaded."""

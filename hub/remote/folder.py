@@ -26,12 +26,12 @@ from typing import Mapping, Sequence
 
 from filelock import FileLock
 
-from hub.remote.base import DEFAULT_BRANCH, Snapshot, UploadResult
-from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError
+from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
+from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
 from hub.remote.refs import COMMIT_ID, check_revision, parse_repo_ref
 
 COMMIT_FORMAT = 1
-_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 
 def _fsync_write(path: Path, data: bytes) -> None:
@@ -131,18 +131,21 @@ class FileBackend:
         return UploadResult(commit=commit, url=self._where(repo_id, commit))
 
     def download(self, repo_id: str, revision: str | None, filenames: Sequence[str],
-                 max_sizes: Mapping[str, int] | None = None) -> Snapshot:
+                 max_sizes: Mapping[str, int] | None = None, deadline: DeadlineLike = None) -> Snapshot:
+        """The files are read in place (nothing is copied); sizes are checked against `max_sizes`."""
+        deadline = Deadline.of(deadline)
+        deadline.check(f"pull {self._where(repo_id, revision)}")
         repo_dir, commit = self._resolve(repo_id, revision)
         folder = repo_dir / "commits" / commit / "files"
         for name in filenames:
             path = folder / name
-            if path.is_symlink() or (path.exists() and not path.is_file()):
+            if not _FILE_NAME.match(name) or path.is_symlink() or (path.exists() and not path.is_file()):
                 raise RemoteError(f"{self._where(repo_id, commit)}: {name} is not a plain file; refused")
         for name, limit in (max_sizes or {}).items():
             path = folder / name
             if path.is_file() and path.stat().st_size > limit:
-                raise RemoteError(f"{self._where(repo_id, commit)}: {name} is {path.stat().st_size} bytes, "
-                                  f"over the {limit}-byte limit")
+                raise SizeLimitError(f"{self._where(repo_id, commit)}: {name} is {path.stat().st_size} bytes, "
+                                     f"over the {limit}-byte limit")
         return Snapshot(folder=folder, commit=commit)
 
     def exists(self, repo_id: str, revision: str | None = None) -> bool:

@@ -26,9 +26,9 @@ from hub.remote.errors import RemoteError
 BackendName = Literal["hf", "file"]
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
-_REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$")
-_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(?:/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,4}$")
-COMMIT_ID = re.compile(r"^[0-9a-f]{40}$")
+_REPO_ID = re.compile(rf"^{_NAME}/{_NAME}\Z")
+_REVISION = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}(?:/[A-Za-z0-9_][A-Za-z0-9._-]{0,99}){0,4}\Z")
+COMMIT_ID = re.compile(r"^[0-9a-f]{40}\Z")
 MAX_REF_CHARS = 1024
 GRAMMAR = (
     "expected NAMESPACE/NAME[@REVISION], hf://NAMESPACE/NAME[@REVISION] or "
