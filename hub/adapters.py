@@ -13,7 +13,7 @@ def fit_v(g: StoredModule, store: Store | None = None, dataset=None, steps: int 
           lr: float = 3e-4, seed: int = 0, progress: bool = False) -> StoredModule:
     """A copy of guidance `g` with a V head fitted to its frozen Q: L = expectile(Q(s, a) - V(s)) on its dataset.
     Stored as '<id>-fitted-v' with `v_fitted: true` on its card (reused when already there and current)."""
-    from hub.training import resolve_dataset
+    from hub.datasets import resolve_dataset
 
     store = store or Store()
     card = g.card

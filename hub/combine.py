@@ -7,39 +7,23 @@
 
     hub.combine("idql-g", "dql_mlp", train=TrainSpec(dataset="hopper-bullet-medium", steps=5000))  # guidance-first
 
-Every sampling mode is a small builder of a `modules.policy.GuidedPolicy`: the reverse chain and the candidate
-scorer are shared (modules.sampling), and MODE_BUILDERS is the one place modes are wired.
+Modes come from the mode table (hub.modes): its builder makes the runtime, its declaration drives the checks. The
+reverse chain and the candidate scorer are shared (modules.sampling). Evaluation is its own step (hub.evaluation).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cards import Interface, ModuleCard, ModuleRef, Origin, PolicySpec
 from hub.compat import Report, check
 from hub.errors import CompatibilityError, IntegrityError, MdhubError
+from hub.modes import SamplingConfig, get_mode, mode_names
 from hub.registry import registry
 from hub.store import WEIGHTS, Store, StoredModule
-from modules.policy import GuidedPolicy
-from modules.sampling import GradientGuide
-from modules.scores import advantage_score, q_score
-
-
-class SamplingConfig(BaseModel):
-    """How a combined policy samples (validated once, here at the edge)."""
-
-    model_config = ConfigDict(extra="forbid")
-    mode: Literal["none", "resample", "gradient", "cfg", "self"] = "resample"
-    n_candidates: int = Field(default=50, ge=1, le=4096)
-    rule: Literal["argmax", "softmax", "expectile"] = "argmax"
-    temperature: float = Field(default=1.0, ge=0.0, description="Scale of the injected noise (0: deterministic).")
-    select_temperature: float = Field(default=1.0, gt=0.0, description="Softmax temperature over (standardised) Q.")
-    rho: float = Field(default=1.0, ge=0.0, description="Guidance scale of `gradient` and `self`.")
-    w: float = Field(default=1.2, ge=0.0, description="CFG guidance weight.")
-    expectile: float = Field(default=0.7, gt=0.0, lt=1.0)
 
 
 class TrainSpec(BaseModel):
@@ -49,78 +33,31 @@ class TrainSpec(BaseModel):
     dataset: str
     steps: int = Field(default=5000, ge=1)
     seed: int = 0
-    mode: Literal["q_loss", "labels", "none"] | None = None
+    mode: str | None = Field(default=None, description="A training mode of the mode table (default: the first the "
+                             "backbone accepts: q_loss, then labels, else none).")
     hidden: int | None = None
     batch_size: int | None = None
     module_id: str | None = None
 
-
-Builder = Callable[[StoredModule, "StoredModule | None", SamplingConfig, list[str]], GuidedPolicy]
-MODE_BUILDERS: dict[str, Builder] = {}
-
-
-def mode_builder(mode: str) -> Callable[[Builder], Builder]:
-    def register(fn: Builder) -> Builder:
-        MODE_BUILDERS[mode] = fn
-        return fn
-
-    return register
-
-
-def standardised_q(g: StoredModule, act_dim: int):
-    """Q of the guidance standardised by its card's value statistics when it has them (scale-free selection and
-    gradient scales); argmax is unaffected, softmax and rho become independent of the reward scale."""
-    vs = g.card.guidance.value_stats
-    mean, std = (vs.mean, vs.std) if vs is not None and vs.std > 0 else (0.0, 1.0)
-    return q_score(g.net, act_dim, mean, std)
-
-
-def critic_scorer(g: StoredModule, act_dim: int, rule: str):
-    """The candidate scorer a guidance gives every mode: A = Q - V for the expectile rule, else standardised Q."""
-    if rule == "expectile":
-        if "v" not in g.card.guidance.provides:
-            raise CompatibilityError(f"rule 'expectile' needs A = Q - V and '{g.id}' provides q only")
-        return advantage_score(g.net, act_dim)
-    return standardised_q(g, act_dim)
-
-
-@mode_builder("none")
-def _none(d: StoredModule, g: StoredModule | None, cfg: SamplingConfig, adapters: list[str]) -> GuidedPolicy:
-    return GuidedPolicy(d.net, n_candidates=1, temperature=cfg.temperature)
-
-
-@mode_builder("resample")
-def _resample(d: StoredModule, g: StoredModule | None, cfg: SamplingConfig, adapters: list[str]) -> GuidedPolicy:
-    scorer = critic_scorer(g, d.card.interface.act_dim, cfg.rule)
-    return GuidedPolicy(d.net, n_candidates=cfg.n_candidates, scorer=scorer, rule=cfg.rule,
-                        temperature=cfg.temperature, select_temperature=cfg.select_temperature,
-                        expectile=cfg.expectile)
-
-
-@mode_builder("gradient")
-def _gradient(d: StoredModule, g: StoredModule | None, cfg: SamplingConfig, adapters: list[str]) -> GuidedPolicy:
-    act_dim = d.card.interface.act_dim
-    guide = GradientGuide(standardised_q(g, act_dim), rho=cfg.rho, act_dim=act_dim)
-    return GuidedPolicy(d.net, n_candidates=1, guide=guide, temperature=cfg.temperature)
+    @field_validator("mode")
+    @classmethod
+    def _training_mode(cls, mode: str | None) -> str | None:
+        if mode is not None:
+            get_mode(mode, "training")
+        return mode
 
 
 def sampling_config(mode: str, settings: dict[str, Any]) -> SamplingConfig:
-    """Validate sampling settings once, with errors that name the setting."""
-    from pydantic import ValidationError
-
-    from cards.io import describe_validation_error
-    from hub.compat import MODES, TRAIN_MODES
-
-    sample_modes = [m for m in MODES if m not in TRAIN_MODES]
-    if mode in TRAIN_MODES:
+    """Validate sampling settings once, with errors that name the setting (a training mode is pointed to --train)."""
+    if get_mode(mode).phases == ("training",):
         raise MdhubError(f"'{mode}' is a training mode: pass train=TrainSpec(..., mode='{mode}') (CLI: --train) and a "
-                         f"sampling mode ({', '.join(sample_modes)})")
-    if mode not in sample_modes:
-        raise MdhubError(f"unknown mode '{mode}'; sampling modes: {', '.join(sample_modes)}")
-    try:
-        return SamplingConfig(mode=mode, **settings)
-    except ValidationError as err:
-        raise MdhubError(describe_validation_error(err, "sampling settings").replace("invalid card", "invalid")) from None
+                         f"sampling mode ({', '.join(mode_names('sampling'))})")
+    return SamplingConfig(mode, **settings)
+
+
+def build_runtime(cfg: SamplingConfig, d: StoredModule, g: StoredModule | None) -> Any:
+    """The policy runtime of a sampling mode: the mode table's builder, with the mode's validated settings."""
+    return cfg.spec.build(d, g, cfg.params)
 
 
 def _module(x: str | StoredModule | None, store: Store) -> StoredModule | None:
@@ -167,7 +104,7 @@ def policy_card(module_id: str, d: StoredModule, train_g: ModuleRef | None, infe
                       trained_with_guidance=train_g),
         policy=PolicySpec(diffusion=d.card.ref(), train_guidance=train_g,
                           infer_guidance=infer_g.card.ref() if infer_g else None, mode=cfg.mode,
-                          params=cfg.model_dump(exclude={"mode"}), adapters=adapters),
+                          params=cfg.settings(), adapters=adapters),
         metrics=metrics or {},
         description=f"`{d.id}` sampled in mode `{cfg.mode}`"
         + (f", steered at inference by `{infer_g.id}`" if infer_g else "") + ".",
@@ -181,12 +118,12 @@ def _default_id(d: StoredModule, g: StoredModule | None, mode: str) -> str:
 def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, mode: str = "resample",
             infer_guidance: str | StoredModule | None = None, train: TrainSpec | None = None,
             module_id: str | None = None, store: Store | None = None, progress: bool = True,
-            eval_episodes: int = 0, save: bool = False, overwrite: bool = False, **sampling: Any) -> CombinedPolicy:
+            save: bool = False, overwrite: bool = False, **sampling: Any) -> CombinedPolicy:
     """Recombine a guidance with a diffusion module (or, with `train`, a backbone architecture to train under it).
 
     `guidance` is the training guidance of record (and the sampling guidance unless `infer_guidance` is given:
-    double guidance). `eval_episodes` > 0 evaluates the result in its task (metrics on the card); `save` stores the
-    policy card. Raises CompatibilityError with the reasons when the pairing is unsound; nothing is written then.
+    double guidance). `sampling` are the mode's settings (see `hub.modes`). `save` stores the policy card; evaluate
+    the result with `hub.evaluate(policy)`. Raises CompatibilityError with the reasons when the pairing is unsound; nothing is written then.
     `overwrite` lets the trained module and the policy card replace different modules stored under their ids.
     """
     store = store or Store()
@@ -203,28 +140,21 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
     if d.card.kind != "diffusion":
         raise CompatibilityError(f"'{d.id}' is a {d.card.kind} module; combine needs a diffusion module")
     ig = _module(infer_guidance, store) if infer_guidance is not None else g
-    if cfg.mode in ("none", "cfg", "self") and infer_guidance is None and train is None:
-        ig = g if g is not None and cfg.mode != "none" else None
-    report = check(ig.card if ig else None, d.card, cfg.mode)
-    if cfg.mode == "resample" and cfg.rule == "expectile" and ig is not None and "v" not in ig.card.guidance.provides:
-        report.add("fit-v", "adapt", "rule 'expectile' needs A = Q - V: V will be fitted to the Q-only guidance")
+    if not cfg.spec.required(cfg.params) and infer_guidance is None and train is None:
+        # a mode that needs no guidance: one that steers itself may still rank candidates by it; the rest ignore it
+        ig = g if g is not None and cfg.spec.steers_itself else None
+    report = check(ig.card if ig else None, d.card, cfg.mode, settings=cfg.params)
     report.raise_if_incompatible()
     adapters = list(report.adapters)
     if ig is not None and _needs_fit_v(report):
         from hub.adapters import fit_v
 
         ig = fit_v(ig, store=store, progress=progress)
-    runtime = MODE_BUILDERS[cfg.mode](d, ig, cfg, adapters)
+    runtime = build_runtime(cfg, d, ig)
     train_ref = d.card.origin.trained_with_guidance or (g.card.ref() if g else None)
     card = policy_card(module_id or _default_id(d, ig, cfg.mode), d, train_ref, ig, cfg, adapters)
     parts = {"diffusion": d, **({"infer_guidance": ig} if ig else {})}
     combined = CombinedPolicy(card=card, runtime=runtime, report=report, parts=parts, train_report=train_report)
-    if eval_episodes:
-        from hub.evaluation import evaluate
-
-        result = evaluate(combined, episodes=eval_episodes, store=store, write=False)
-        combined.card = combined.card.model_copy(update={"metrics": {**combined.card.metrics, **{
-            ("normalized_score" if k == "normalized_score" else f"eval_{k}"): v for k, v in result.items()}}})
     if save:
         combined.save(store=store, overwrite=overwrite)
     return combined
@@ -233,7 +163,8 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
 def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: TrainSpec, store: Store,
                  progress: bool, overwrite: bool = False) -> tuple[StoredModule, Report]:
     """Guidance-first training of a backbone (architecture id or the architecture of a diffusion module)."""
-    from hub.training import Budget, dataset_interface, resolve_dataset, train_diffusion
+    from hub.datasets import resolve_dataset
+    from hub.training import Budget, dataset_interface, train_diffusion
 
     if isinstance(diffusion, StoredModule):
         arch_id = diffusion.card.architecture
@@ -288,12 +219,10 @@ def load_policy(ref: str | StoredModule, store: Store | None = None) -> Combined
     p = card.policy
     d = _verify_part(p.diffusion, store, "diffusion", card.id)
     ig = _verify_part(p.infer_guidance, store, "inference guidance", card.id) if p.infer_guidance else None
-    cfg = SamplingConfig(mode=p.mode, **p.params)
-    report = check(ig.card if ig else None, d.card, p.mode)
+    cfg = SamplingConfig.from_card(p.mode, dict(p.params), f"policy '{card.id}'")
+    report = check(ig.card if ig else None, d.card, p.mode, settings=cfg.params)
     report.raise_if_incompatible()
-    runtime = MODE_BUILDERS[p.mode](d, ig, cfg, list(p.adapters))
+    runtime = build_runtime(cfg, d, ig)
     return CombinedPolicy(card=card, runtime=runtime, report=report,
                           parts={"diffusion": d, **({"infer_guidance": ig} if ig else {})})
 
-
-from hub import modes_labels  # noqa: E402,F401  (registers the `self` and `cfg` sampling modes)

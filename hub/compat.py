@@ -14,19 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cards import Interface, ModuleCard
-from hub.errors import CompatibilityError
-from hub.registry import registry
+from pydantic import BaseModel
 
-TRAIN_MODES = ("q_loss", "labels")
-SAMPLE_MODES = ("none", "resample", "gradient", "cfg", "self")
-MODES = TRAIN_MODES + SAMPLE_MODES
-# what each mode needs from the guidance; None: the mode uses no guidance at that stage
-NEEDS: dict[str, tuple[str, ...] | None] = {
-    "q_loss": ("q",), "labels": ("q", "v"), "resample": ("q",), "gradient": ("q",),
-    "cfg": None, "self": None, "none": None,
-}
-SCALE_SENSITIVE = {"resample": "softmax selection", "gradient": "the gradient scale rho"}
+from cards import Interface, ModuleCard
+from hub.errors import CompatibilityError, MdhubError
+from hub.modes import Phase, get_mode, mode_names
+from hub.registry import registry
 
 Status = Literal["ok", "warn", "adapt", "fail"]
 
@@ -91,23 +84,34 @@ def _diffusion_side(diffusion: ModuleCard | str) -> tuple[str, str, tuple[str, .
 
 
 def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
-          dataset_card: Interface | None = None) -> Report:
+          dataset_card: Interface | None = None, phase: Phase | None = None,
+          settings: BaseModel | None = None) -> Report:
     """Check a (guidance, diffusion, mode) triple. `diffusion` is a diffusion card or a backbone architecture id
-    (training a new one; then `dataset_card` gives the interface of the data it will be trained on)."""
+    (training a new one; then `dataset_card` gives the interface of the data it will be trained on).
+
+    Everything about the mode comes from the mode table (hub.modes): its phases, what it needs from a guidance
+    (with these `settings`, when they change it), whether it is sensitive to the scale of Q. A mode that applies in
+    both phases (none) is judged for sampling unless `phase` says otherwise."""
     d_name, d_arch, d_train, d_sample, d_iface = _diffusion_side(diffusion)
     d_iface = d_iface or dataset_card
     report = Report(guidance.id if guidance else None, d_name, mode)
-    if mode not in MODES:
-        report.add("mode", "fail", f"unknown mode '{mode}'; known: {', '.join(MODES)}")
+    try:
+        spec = get_mode(mode)
+    except MdhubError:
+        report.add("mode", "fail", f"unknown mode '{mode}'; known: {', '.join(mode_names())}")
         return report
-    phase = "training" if mode in TRAIN_MODES else "sampling"
+    if phase is None:
+        phase = "sampling" if "sampling" in spec.phases else "training"
+    if phase not in spec.phases:
+        report.add("mode", "fail", f"'{mode}' is not a {phase} mode ({phase} modes: {', '.join(mode_names(phase))})")
+        return report
     accepted = d_train if phase == "training" else d_sample
     if mode in accepted:
         report.add("mode", "ok", f"'{d_arch}' accepts '{mode}' for {phase}")
     else:
         report.add("mode", "fail", f"'{d_arch}' does not accept '{mode}' for {phase} (it accepts: "
                    f"{', '.join(accepted) or 'nothing'})")
-    needs = NEEDS[mode]
+    needs = spec.required(settings)
     if guidance is None:
         if needs:
             report.add("guidance", "fail", f"mode '{mode}' needs a guidance providing {', '.join(needs)}")
@@ -129,12 +133,12 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
                        f"{', '.join(sorted(provides))}")
     else:
         report.add("provides", "ok", f"mode '{mode}' uses no guidance at this stage (recorded only)")
-    if mode in SCALE_SENSITIVE:
+    if spec.scale_sensitive:
         if g.value_stats is not None and g.value_stats.std > 0:
-            report.add("standardize-q", "adapt", f"{SCALE_SENSITIVE[mode]} is not invariant to the scale of Q: Q is "
+            report.add("standardize-q", "adapt", f"{spec.scale_sensitive} is not invariant to the scale of Q: Q is "
                        f"standardised by the card's statistics (mean {g.value_stats.mean:.4g}, std {g.value_stats.std:.4g})")
         else:
-            report.add("scale", "warn", f"{SCALE_SENSITIVE[mode]} depends on the scale of Q and the guidance card "
+            report.add("scale", "warn", f"{spec.scale_sensitive} depends on the scale of Q and the guidance card "
                        "has no value statistics: Q is used as is")
     gi = guidance.interface
     if d_iface is None:

@@ -21,7 +21,7 @@ from modules.data.dataset import OfflineDataset
 from modules.data.errors import DatasetError
 from modules.data.make import make_dataset, parse_dataset_id
 
-__all__ = ["datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store", "MakeOutcome",
+__all__ = ["resolve_dataset", "datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store", "MakeOutcome",
            "modules_naming", "format_ids", "list_datasets", "dataset_info"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -155,6 +155,11 @@ def make_and_store(
     if msg:
         warnings.warn(msg, UserWarning, stacklevel=2)
     return out.path
+
+
+def resolve_dataset(dataset: str | OfflineDataset) -> OfflineDataset:
+    """A dataset object from an id in the dataset store (or an OfflineDataset as is)."""
+    return get_dataset(dataset) if isinstance(dataset, str) else dataset
 
 
 def get_dataset(

@@ -70,16 +70,18 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
         if data_score is not None else f"  {len(ds.observations)} transitions")
     p = cfg.prefix
     budget = Budget(hidden=cfg.hidden)
+    # the demo owns the ids under its prefix: a rerun replaces its own earlier modules
     say("training two guidance modules (IQL recipe, seeds 0 and 1)")
     g1 = train_guidance("iql", ds, steps=cfg.guidance_steps, seed=cfg.seed, module_id=f"{p}-iql-s0", store=store,
-                        budget=budget, progress=progress)[0]
+                        budget=budget, progress=progress, overwrite=True)[0]
     g2 = train_guidance("iql", ds, steps=cfg.guidance_steps, seed=cfg.seed + 1, module_id=f"{p}-iql-s1",
-                        store=store, budget=budget, progress=progress)[0]
+                        store=store, budget=budget, progress=progress, overwrite=True)[0]
     say(f"training a DQL backbone under the first guidance (guidance-first, eta {cfg.eta}) and an IDQL backbone (BC)")
     dql = train_diffusion("dql", ds, guidance=g1, steps=cfg.diffusion_steps, seed=cfg.seed, module_id=f"{p}-dql-gf",
-                          store=store, budget=budget, progress=progress, recipe_overrides={"eta": cfg.eta})[0]
+                          store=store, budget=budget, progress=progress, recipe_overrides={"eta": cfg.eta},
+                          overwrite=True)[0]
     idql = train_diffusion("idql", ds, steps=cfg.diffusion_steps, seed=cfg.seed, module_id=f"{p}-idql-bc",
-                           store=store, budget=budget, progress=progress)[0]
+                           store=store, budget=budget, progress=progress, overwrite=True)[0]
     plan = [
         ("dql-native", dql, g1, None, "resample"),
         ("dql-double", dql, g1, g2, "resample"),
@@ -91,8 +93,9 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
     rows: list[DemoRow] = []
     say(f"recombining and evaluating ({cfg.episodes} episodes each)")
     for name, d, g, g_infer, mode in plan:
-        pol = combine(g, d, mode=mode, infer_guidance=g_infer, module_id=f"{p}-{name}", store=store,
-                      n_candidates=cfg.n_candidates, save=False, progress=progress)
+        settings = {"n_candidates": cfg.n_candidates} if mode == "resample" else {}
+        pol = combine(g, d, mode=mode, infer_guidance=g_infer, module_id=f"{p}-{name}", store=store, save=False,
+                      progress=progress, **settings)
         from hub.evaluation import run_episodes
 
         r = run_episodes(pol.runtime, ds.metadata["gym_id"], cfg.episodes, seed=cfg.seed + 100,
@@ -101,7 +104,7 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
                                                            "eval_return_mean": r["return_mean"],
                                                            "eval_return_std": r["return_std"],
                                                            "eval_episodes": cfg.episodes}})
-        saved = pol.save(store=store)
+        saved = pol.save(store=store, overwrite=True)
         spec = saved.card.policy
         rows.append(DemoRow(name, d.id, g.id if g else "-", spec.infer_guidance.id if spec.infer_guidance else "-",
                             mode, r["return_mean"], r["return_std"], r["normalized_score"], str(saved.path)))

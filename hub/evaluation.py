@@ -5,49 +5,64 @@ from typing import Any
 
 import numpy as np
 
-from hub.combine import MODE_BUILDERS, CombinedPolicy, SamplingConfig, load_policy
+from hub.combine import CombinedPolicy, build_runtime, load_policy
 from hub.errors import MdhubError
+from hub.modes import DEFAULT_PAIRING, SamplingConfig
 from hub.store import Store, StoredModule
 from modules.envs import UnknownEnvError, env_spec, normalized_score, rollout
 from modules.policy import GuidedPolicy
 from modules.scores import q_score
 
 DEFAULT_SAMPLING = {  # the references' action selection, by algorithm
-    "DQL": SamplingConfig(mode="resample", n_candidates=50, rule="softmax"),
-    "IDQL": SamplingConfig(mode="resample", n_candidates=64, rule="argmax"),
+    # Diffusion-QL draws 50 candidates and samples softmax(Q) over its raw target-critic Q: with Q in the hundreds,
+    # that is the argmax; a softmax over standardised Q at temperature 1 would be nearly uniform among 50
+    "DQL": SamplingConfig("resample", n_candidates=50, rule="argmax"),
+    "IDQL": SamplingConfig("resample", n_candidates=64, rule="argmax"),
     # label-trained policies steer themselves: SWG-R (self guidance, best of N by predicted weight), CFG (good label)
-    "SWG": SamplingConfig(mode="self", rho=5.0, n_candidates=16, rule="argmax"),
-    "CFG": SamplingConfig(mode="cfg", w=1.2, n_candidates=1),
+    "SWG": SamplingConfig("self", rho=5.0, n_candidates=16, rule="argmax"),
+    "CFG": SamplingConfig("cfg", w=1.2, n_candidates=1),
 }
-SELF_STEERED = ("self", "cfg")  # modes that need no guidance at sampling
 
 
-def default_runtime(d: StoredModule, store: Store) -> GuidedPolicy:
-    """A diffusion module on its own: resampled by the guidance it was trained with when that is in the store
-    (with the algorithm's own selection rule), else plain sampling. SWG and CFG use their own modes (no guidance)."""
+def default_sampling(d: StoredModule, store: Store) -> tuple[SamplingConfig, StoredModule | None]:
+    """How a diffusion module on its own is sampled: resampled by the guidance it was trained with when that is in
+    the store (with its algorithm's own selection rule), else one plain sample; models that steer themselves (SWG,
+    CFG) use their own mode."""
     own = DEFAULT_SAMPLING.get(d.card.origin.algorithm)
-    if own is not None and own.mode in SELF_STEERED and own.mode in d.card.diffusion.sample_guidance:
-        return MODE_BUILDERS[own.mode](d, None, own, [])
+    if own is not None and own.spec.steers_itself and own.mode in d.card.diffusion.sample_guidance:
+        return own, None
     ref = d.card.origin.trained_with_guidance
     if ref is not None and store.contains(ref.id):
         g = store.load(ref.id)
         if not ref.sha256 or g.card.file("model.safetensors").sha256 == ref.sha256:
-            cfg = DEFAULT_SAMPLING.get(d.card.origin.algorithm, SamplingConfig(mode="resample"))
-            return MODE_BUILDERS["resample"](d, g, cfg, [])
-    return MODE_BUILDERS["none"](d, None, SamplingConfig(mode="none"), [])
+            cfg = own if own is not None and own.mode == DEFAULT_PAIRING else SamplingConfig(DEFAULT_PAIRING)
+            return cfg, g
+    return SamplingConfig("none"), None
 
 
-def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple[Any, Any]:
-    """(card, act function) for a diffusion module, a policy card, or a combined policy in memory."""
+def sampling_record(cfg: SamplingConfig, guidance: str | None) -> dict[str, str]:
+    """What an evaluation's card metrics say about how the policy sampled (mode, settings, guidance)."""
+    settings = ", ".join(f"{k}={v}" for k, v in cfg.settings().items())
+    return {"eval_sampling": f"{cfg.mode}({settings})", "eval_sampling_guidance": guidance or "none"}
+
+
+def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple[Any, Any, dict[str, str]]:
+    """(card, runtime, how it samples) for a diffusion module, a policy card, or a combined policy in memory."""
     if isinstance(ref, CombinedPolicy):
-        return ref.card, ref.runtime
-    m = ref if isinstance(ref, StoredModule) else store.load(ref)
-    if m.card.kind == "policy":
+        p = ref
+    else:
+        m = ref if isinstance(ref, StoredModule) else store.load(ref)
+        if m.card.kind == "diffusion":
+            cfg, g = default_sampling(m, store)
+            return m.card, build_runtime(cfg, m, g), sampling_record(cfg, g.id if g else None)
+        if m.card.kind != "policy":
+            raise MdhubError(f"'{m.card.id}' is a guidance module: evaluate a diffusion module or a policy that "
+                             "uses it")
         p = load_policy(m, store)
-        return p.card, p.runtime
-    if m.card.kind == "diffusion":
-        return m.card, default_runtime(m, store)
-    raise MdhubError(f"'{m.card.id}' is a guidance module: evaluate a diffusion module or a policy that uses it")
+    spec = p.card.policy
+    cfg = SamplingConfig.from_card(spec.mode, dict(spec.params), f"policy '{p.card.id}'")
+    g = spec.infer_guidance.id if spec.infer_guidance else None
+    return p.card, p.runtime, sampling_record(cfg, g)
 
 
 def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 0,
@@ -70,13 +85,13 @@ def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed:
              write: bool = True, max_steps: int | None = None) -> dict[str, float]:
     """Evaluate in the module's own task; with `write`, record the result in its card's metrics."""
     store = store or Store()
-    card, runtime = runtime_for(ref, store)
+    card, runtime, sampling = runtime_for(ref, store)
     if not card.interface.env_id:
         raise MdhubError(f"'{card.id}' records no environment (env_id) to evaluate in")
     result = run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps)
     if write and store.contains(card.id):  # merged key by key into the card's metrics, under the store's lock
-        store.update_card(card.id, metrics={f"eval_{k}" if k != "normalized_score" else k: v
-                                            for k, v in result.items()})
+        store.update_card(card.id, metrics={**{f"eval_{k}" if k != "normalized_score" else k: v
+                                               for k, v in result.items()}, **sampling})
     return result
 
 

@@ -18,14 +18,15 @@ import torch
 from cards import (
     DatasetRef, DiffusionSpec, GuidanceSpec, Interface, ModuleCard, Origin, RewardTransform, ValueStats,
 )
+from hub.datasets import resolve_dataset
 from hub.errors import MdhubError, StoreError
+from hub.modes import DEFAULT_PAIRING, TrainingContext, training_mode_for
 from hub.paths import home
 from hub.registry import registry
 from hub.store import Store, StoredModule
 from modules.train.batches import RewardScale
 from modules.train.loop import TrainResult, run
 from modules.train.recipes import Recipe, get_recipe
-from modules.train.updates import TargetFn, default_targets
 
 GUIDANCE_ALGOS = {"iql": "iql", "idql": "idql", "dql": "dql-joint"}
 DIFFUSION_ALGOS = {"dql": "dql-guidance-first", "idql": "idql-bc", "swg": "swg", "cfg": "cfg"}
@@ -41,15 +42,6 @@ class Budget:
     eval_every: int = 0
     eval_episodes: int = 0
     checkpoint_every: int = 1000
-
-
-def resolve_dataset(dataset: Any):
-    """A dataset object from an id in the dataset store (or an OfflineDataset as is)."""
-    if isinstance(dataset, str):
-        from hub.datasets import get_dataset
-
-        return get_dataset(dataset)
-    return dataset
 
 
 def dataset_interface(ds) -> Interface:
@@ -203,26 +195,6 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
     return out
 
 
-def _label_targets(recipe: Recipe, model, g: StoredModule, ds) -> TargetFn:
-    """`labels` mode: the frozen guidance labels every dataset row once (modules.labels); the TargetFn looks the
-    labels up by the batch's row indices. What the labels are is read from the backbone's config (on the card)."""
-    from modules import labels as L
-
-    cfg = model.cfg
-    if recipe.algorithm == "SWG" or model.x_dim > cfg.act_dim:
-        w = L.label_swg(g.net, ds.observations, ds.actions, fn=getattr(cfg, "weight_fn", "expectile"),
-                        tau=getattr(cfg, "weight_tau", None) or 0.7, beta=getattr(cfg, "weight_beta", 3.0))
-        return L.swg_targets(w)
-    if cfg.cond_dim:
-        kind = getattr(cfg, "label", "sign")
-        lab = L.label_cfg(g.net, ds.observations, ds.actions, kind=kind, clip=getattr(cfg, "value_clip", 3.0))
-        if lab.shape[1] != cfg.cond_dim:
-            raise MdhubError(f"label '{kind}' has size {lab.shape[1]} but the backbone's cond_dim is {cfg.cond_dim}")
-        return L.cfg_targets(lab, p_uncond=getattr(cfg, "p_uncond", 0.2))
-    raise MdhubError(f"backbone '{recipe.backbone}' has neither a weight dimension nor a condition: "
-                     "it cannot learn from labels")
-
-
 def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None = None, joint: bool = False,
                     steps: int | None = None, seed: int = 0, module_id: str | None = None, store: Store | None = None,
                     budget: Budget | None = None, progress: bool = True, backbone: str | None = None,
@@ -250,41 +222,42 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
                                                               backbone=backbone, **(recipe_overrides or {}))
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
-    train_mode = {"q_loss": "q_loss", "labels": "labels"}.get(recipe.diffusion_update, "none")
+    train_mode = training_mode_for(recipe.diffusion_update)
+    if train_mode is None:
+        raise MdhubError(f"recipe '{recipe.name}' trains no diffusion model")
     arch = registry().get(recipe.backbone, kind="diffusion")
-    if train_mode not in arch.train_guidance:
-        from modules.train.recipes import RECIPES
-
-        own = [a for a, r in DIFFUSION_ALGOS.items() if RECIPES[r].backbone == arch.id]
-        raise MdhubError(f"backbone '{arch.id}' does not train in mode '{train_mode}' (it accepts: "
+    if train_mode.name not in arch.train_guidance:
+        own = [a for a, r in DIFFUSION_ALGOS.items() if get_recipe(r).backbone == arch.id]
+        raise MdhubError(f"backbone '{arch.id}' does not train in mode '{train_mode.name}' (it accepts: "
                          f"{', '.join(arch.train_guidance)})" + (f"; train it with --algo {own[0]}" if own else ""))
     g = None
-    labels = recipe.diffusion_update == "labels"
     if guidance is not None:
         g = guidance if isinstance(guidance, StoredModule) else store.load(guidance)
         from hub.compat import check
 
-        mode = {"q_loss": "q_loss", "labels": "labels"}.get(recipe.diffusion_update, "resample")
-        report = check(g.card, recipe.backbone, mode, dataset_card=dataset_interface(ds))
+        # a mode that uses no guidance in training (BC) is paired with it at sampling: check that pairing
+        mode, phase = (train_mode.name, "training") if train_mode.needs else (DEFAULT_PAIRING, "sampling")
+        report = check(g.card, recipe.backbone, mode, dataset_card=dataset_interface(ds), phase=phase)
         report.raise_if_incompatible()
-        if labels and "fit-v" in report.adapters:
+        if phase == "training" and "fit-v" in report.adapters:
             from hub.adapters import fit_v
 
             g = fit_v(g, store=store, dataset=ds, progress=progress)  # the card then names the fitted guidance
     elif recipe.needs_guidance:
-        hint = "" if labels else " (or --joint)"
+        hint = " (or --joint)" if train_mode.name == "q_loss" else ""
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")
     module_id = module_id or default_id("diffusion", algo, ds, seed)
     fresh = refuse_existing(store, [module_id], overwrite) or fresh
     extra = dict(recipe.backbone_config)
-    if labels and recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
+    if recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
         extra["weight_tau"] = (g.card.guidance.expectile if g is not None else None) or 0.7
     torch.manual_seed(seed)  # the initial weights follow the run's seed, whatever ran before in this process
     model = build(recipe.backbone, "diffusion", _arch_config(recipe.backbone, ds, extra, budget.hidden))
-    targets = _label_targets(recipe, model, g, ds) if labels else default_targets
+    loop_guidance, targets = train_mode.prepare(TrainingContext(recipe=recipe, model=model, guidance=g, dataset=ds,
+                                                                store=store, progress=progress))
     eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
     run_dir = _run_dir(module_id)
-    result = run(recipe, ds, model=model, guidance=g.net if g and not labels else None, seed=seed, eval_fn=eval_fn,
+    result = run(recipe, ds, model=model, guidance=loop_guidance, seed=seed, eval_fn=eval_fn,
                  eval_every=budget.eval_every, run_dir=run_dir, checkpoint_every=budget.checkpoint_every,
                  progress=progress, targets=targets,
                  run_tag=f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}", fresh=fresh)

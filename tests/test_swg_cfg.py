@@ -233,11 +233,11 @@ def test_swg_cfg_modules_store_and_combine(toy_guidance):
     with pytest.raises(CompatibilityError, match="does not accept 'self'"):
         hub.combine(None, c.id, mode="self")
 
-    from hub.evaluation import default_runtime
+    from hub.evaluation import runtime_for
 
-    rt = default_runtime(hub.load(s.id), hub.Store())
+    rt = runtime_for(hub.load(s.id), hub.Store())[1]
     assert isinstance(rt.guide, SelfWeightGuide) and rt.n_candidates > 1
-    rt = default_runtime(hub.load(c.id), hub.Store())
+    rt = runtime_for(hub.load(c.id), hub.Store())[1]
     assert isinstance(rt.guide, CFGGuide) and rt.cond_fn is not None
     with pytest.raises(MdhubError, match="give --guidance"):
         hub.train_diffusion("swg", ds, steps=5, progress=False)
