@@ -3,18 +3,34 @@
     import hub
     critic = hub.load("my-iql")          # by store id or folder path
     hub.save(net, card)                   # into the store under card.id
+
+`import hub` imports nothing else: each public name is imported from its module on first use (PEP 562), so the
+store, the registry and the CLI's `list` / `show` never pay for torch, which only recombination, training,
+evaluation and loading weights need.
 """
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import Any
+
 __version__ = "0.1.0"
 
-from hub.api import check, list_modules, load, save, show  # noqa: E402
-from hub.combine import CombinedPolicy, SamplingConfig, TrainSpec, combine, load_policy  # noqa: E402
-from hub.evaluation import evaluate  # noqa: E402
-from hub.training import Budget, train_diffusion, train_guidance  # noqa: E402
-from hub.sharing import PushResult, pull, push  # noqa: E402
-from hub.remote import NotCachedError, RemoteError, RemoteIntegrityError, RepoNotFoundError, RevisionNotFoundError  # noqa: E402
-from hub.errors import CompatibilityError, IntegrityError, MdhubError, NotFoundError, RegistryError, StoreError  # noqa: E402
-from hub.registry import registry  # noqa: E402
-from hub.store import Store, StoredModule  # noqa: E402
+# public name -> the module that defines it (imported on first use of the name)
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("check", "list_modules", "load", "save", "show"), "hub.api"),
+    **dict.fromkeys(("CombinedPolicy", "SamplingConfig", "TrainSpec", "combine", "load_policy"), "hub.combine"),
+    "evaluate": "hub.evaluation",
+    **dict.fromkeys(("Budget", "train_diffusion", "train_guidance"), "hub.training"),
+    **dict.fromkeys(("PushResult", "pull", "push"), "hub.sharing"),
+    **dict.fromkeys(("NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
+                     "RevisionNotFoundError"), "hub.remote"),
+    **dict.fromkeys(("CompatibilityError", "IntegrityError", "MdhubError", "NotFoundError", "RegistryError",
+                     "StoreError"), "hub.errors"),
+    "registry": "hub.registry",
+    **dict.fromkeys(("Store", "StoredModule"), "hub.store"),
+}
 
 __all__ = [
     "CompatibilityError", "IntegrityError", "MdhubError", "NotFoundError", "RegistryError", "Store", "StoreError",
@@ -23,3 +39,34 @@ __all__ = [
     "PushResult", "pull", "push", "NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
     "RevisionNotFoundError",
 ]
+assert sorted(__all__) == sorted(_LAZY), "hub.__all__ and hub._LAZY must name the same things"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use and keep the name here (later uses are plain attributes)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Hub(types.ModuleType):
+    """The `hub` package. Two public names are also the names of submodules: `hub.combine` (the function, in the
+    module hub.combine) and `hub.registry` (the function, in the module hub.registry). Importing such a submodule
+    binds the module on the package, which would hide the function; the package keeps the function instead, as
+    it did when it imported every name eagerly. (`from hub.combine import X` and `import hub.combine` still
+    work: they find the module in sys.modules.)"""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == f"{__name__}.{name}":
+            return  # `hub.<name>` stays (or becomes, through __getattr__) the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Hub

@@ -14,6 +14,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .errors import ModulesError
+
 __all__ = [
     "EnvSpec",
     "ENVS",
@@ -26,7 +28,7 @@ __all__ = [
 ]
 
 
-class UnknownEnvError(ValueError):
+class UnknownEnvError(ModulesError):
     """Raised for an env name that is neither a known short name nor a known gymnasium id."""
 
 

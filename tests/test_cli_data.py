@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hub import datasets as store
-from hub.cli_data import data_app
+from hub.cli.data import data_app
 from modules.data.errors import DatasetError
 
 runner = CliRunner()

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cards import DatasetRef, Interface
 from hub import datasets as store
-from hub.cli_data import data_app
+from hub.cli.data import data_app
 from hub.store import Store
 from modules.data.dataset import OfflineDataset
 from tests.conftest import critic_card, small_critic

@@ -31,7 +31,7 @@ import hub
 from cards import CardError, DatasetRef, HubSource, card_from_json, card_from_readme
 from hub import IntegrityError, RegistryError, StoreError
 from hub.cli import app
-from hub.cli_errors import handles_errors
+from hub.cli.errors import handles_errors
 from hub.module_folder import CARD, MAX_CARD_BYTES, README, WEIGHTS, expected_tensors, inside
 from hub.registry import registry
 from modules.guidance.iql import IQLCritic

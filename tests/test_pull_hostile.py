@@ -19,7 +19,7 @@ import typer
 import hub
 from typer.testing import CliRunner
 
-from hub.cli_share import register
+from hub.cli.share import register
 from hub.remote import (
     BadResponseError,
     Deadline,

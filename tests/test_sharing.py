@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 import hub
 from cards import DiffusionSpec, HubSource, Interface, ModuleCard, ModuleRef, Origin, PolicySpec, card_from_readme
-from hub.cli_share import register
+from hub.cli.share import register
 from hub.remote import (
     Backend,
     FileBackend,

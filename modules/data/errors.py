@@ -1,8 +1,10 @@
 """Errors of the dataset code. Messages name the file or dataset id, the field, and what was expected versus found."""
 from __future__ import annotations
 
+from ..errors import ModulesError
 
-class DatasetError(ValueError):
+
+class DatasetError(ModulesError):
     """A dataset that cannot be made, read or imported (unknown id, corrupted file, wrong keys, shapes or dtypes)."""
 
 

@@ -30,13 +30,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..errors import ModulesError
+
 STATE, META, LATEST = "state.safetensors", "state.json", "LATEST"
 FORMAT, POINTER_FORMAT = "mdhub-checkpoint/2", "mdhub-checkpoint-pointer/1"
 _TAG_RE = re.compile(r"^ckpt-[0-9a-f]{12}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModulesError):
     """A checkpoint that cannot be resumed (corrupted, incomplete, foreign or of a different run). The message is one
     line: 'resume is impossible: <file>: <reason>; rerun with --fresh ... (moved aside to <path>)'."""
 

@@ -1,7 +1,4 @@
-"""`mdhub`: the command line, a thin layer over the Python API (hub.api and friends).
-
-Every command turns the hub's errors into one line on stderr and exit code 1 (no traceback).
-"""
+"""`mdhub list`, `show`, `registry`, `reindex`, `rm`, `schema`: the local store and the registry (no torch)."""
 from __future__ import annotations
 
 import json
@@ -9,31 +6,21 @@ import sys
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from cards import card_json_schema, card_to_json
-from hub import api
-from hub.cli_errors import handles_errors
+from hub.cli.console import out
+from hub.cli.errors import handles_errors
 
-app = typer.Typer(
-    name="mdhub",
-    help="The modular diffusion hub: train, describe, share and recombine guidance modules and diffusion policies "
-    "for offline RL. Modules live in the store under $MDHUB_HOME (default ~/.local/share/mdhub).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
 
-@app.command("list")
 @handles_errors
 def list_cmd(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the modules in the local store."""
+    from hub import api
+
     entries = api.list_modules(kind)
     if as_json:
         out.print_json(json.dumps([e.as_dict() for e in entries]))
@@ -49,13 +36,15 @@ def list_cmd(
     out.print(table)
 
 
-@app.command("show")
 @handles_errors
 def show_cmd(
     ref: str = typer.Argument(..., help="A store id or a module folder path."),
     as_json: bool = typer.Option(False, "--json", help="Print the card as JSON."),
 ) -> None:
     """Show a module's card."""
+    from cards import card_to_json
+    from hub import api
+
     card = api.show(ref)
     if as_json:
         sys.stdout.write(card_to_json(card))
@@ -116,12 +105,13 @@ def show_cmd(
     out.print(table)
 
 
-@app.command("registry")
 @handles_errors
 def registry_cmd(
     kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
 ) -> None:
-    """List the architectures this hub can build, and their capabilities."""
+    """List the architectures this hub can build, and their capabilities; then the guidance modes (plug-ins
+    included) with their phases, what they need from a guidance and their settings."""
+    from hub.modes import modes
     from hub.registry import registry
 
     table = Table(title="registered architectures")
@@ -134,9 +124,18 @@ def registry_cmd(
         table.add_row(*map(escape, (a.id, a.kind, caps or "-", ", ".join(a.sample_guidance) or "-", a.build,
                                     a.description)))
     out.print(table)
+    if kind:
+        return
+    table = Table(title="guidance modes")
+    for col in ("mode", "phases", "needs", "settings (defaults)", "from", "description"):
+        table.add_column(col)
+    for name, m in sorted(modes().items()):
+        settings = ", ".join(f"{k}={f.default}" for k, f in m.params.model_fields.items())
+        table.add_row(*map(escape, (name, ", ".join(m.phases), ", ".join(m.needs) or "-", settings or "-",
+                                    m.source, m.description)))
+    out.print(table)
 
 
-@app.command("reindex")
 @handles_errors
 def reindex_cmd() -> None:
     """Rebuild the store's index from its module folders (after a crash or a corrupted index)."""
@@ -146,7 +145,6 @@ def reindex_cmd() -> None:
     out.print(f"indexed {n} module(s)")
 
 
-@app.command("rm")
 @handles_errors
 def rm_cmd(
     module_id: str = typer.Argument(..., help="Store id of the module to remove."),
@@ -164,61 +162,19 @@ def rm_cmd(
         out.print(f"these policies referenced it and will not load: {', '.join(users)}", highlight=False, markup=False)
 
 
-@app.command("schema")
 @handles_errors
 def schema_cmd() -> None:
     """Print the JSON Schema of the module card."""
+    from cards import card_json_schema
+
     sys.stdout.write(json.dumps(card_json_schema(), indent=2, sort_keys=True) + "\n")
 
 
-@app.command("demo")
-@handles_errors
-def demo_cmd(
-    quick: bool = typer.Option(False, "--quick", help="A smaller run (about a minute) that checks everything works."),
-    episodes: Optional[int] = typer.Option(None, "--episodes", help="Evaluation episodes per recombination."),
-    prefix: str = typer.Option("demo", "--prefix", help="Id prefix of the modules the demo stores."),
-) -> None:
-    """The main job on an embedded default: make a small hopper dataset, train two guidance modules and two diffusion
-    backbones, recombine them (crosswise, double guidance), evaluate, and register everything in the local hub."""
-    from hub.demo import DemoConfig, run_demo
-
-    cfg = DemoConfig(prefix=prefix)
-    if quick:
-        cfg = DemoConfig(prefix=prefix, transitions=5000, guidance_steps=300, diffusion_steps=200, hidden=64,
-                         episodes=2, max_episode_steps=200, n_candidates=16)
-    if episodes:
-        cfg = cfg.model_copy(update={"episodes": episodes})
-    rows = run_demo(cfg, say=lambda m: out.print(m, highlight=False, markup=False))
-    table = Table(title="demo: recombinations evaluated on HopperBulletEnv-v0")
-    for col in ("policy", "diffusion", "guidance (train / infer)", "mode", "return", "score"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*map(escape, (r.policy, r.diffusion, f"{r.train_guidance} / {r.infer_guidance}", r.mode,
-                                    f"{r.return_mean:.0f} +- {r.return_std:.0f}", f"{r.normalized_score:.1f}")))
-    out.print(table)
-    out.print("stored (policy cards reference their parts):")
-    for r in rows:
-        out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True, markup=False)
-    out.print(f"These are CPU-sized runs ({cfg.guidance_steps} guidance / {cfg.diffusion_steps} diffusion steps, "
-              f"{cfg.episodes} episodes per score): a young critic can pick worse actions than no guidance at all, "
-              "and scores move by several points between seeds. Full-budget figures: README, Results.",
-              highlight=False)
-    out.print("Next: `mdhub list`, `mdhub show demo-dql-double`, `mdhub check demo-iql-s1 demo-dql-gf`.")
-
-
-from hub.cli_data import data_app  # noqa: E402
-
-app.add_typer(data_app, name="data")
-import hub.cli_train  # noqa: E402,F401  (registers train / eval / check / combine)
-from hub.cli_share import register as _register_sharing  # noqa: E402
-
-_register_sharing(app)
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add list, show, registry, reindex, rm and schema to `app`."""
+    app.command("list")(list_cmd)
+    app.command("show")(show_cmd)
+    app.command("registry")(registry_cmd)
+    app.command("reindex")(reindex_cmd)
+    app.command("rm")(rm_cmd)
+    app.command("schema")(schema_cmd)

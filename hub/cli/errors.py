@@ -4,6 +4,10 @@ The message is printed literally: ids, paths, repository names, card fields and 
 which must neither crash rich's markup parser nor render as a style or a link. An OSError (a hub home that is a file,
 read-only or full, a path that cannot be read) is a user-facing error too, printed as one line naming the path; any
 other exception is a bug and keeps its traceback.
+
+The user-facing errors are caught by their torch-free base classes: hub.errors.MdhubError, cards.CardError and
+modules.errors.ModulesError (DatasetError, UnknownEnvError, CheckpointError), so importing this policy imports
+neither torch nor the envs.
 """
 from __future__ import annotations
 
@@ -11,17 +15,14 @@ import functools
 from typing import Any, Callable
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
-from cards import CardError
+from cards.errors import CardError
+from hub.cli.console import err
 from hub.errors import MdhubError
-from modules.data.errors import DatasetError
-from modules.envs import UnknownEnvError
-from modules.train.checkpoint import CheckpointError
+from modules.errors import ModulesError
 
-err = Console(stderr=True)
-USER_ERRORS: tuple[type[BaseException], ...] = (MdhubError, CardError, DatasetError, UnknownEnvError, CheckpointError)
+USER_ERRORS: tuple[type[BaseException], ...] = (MdhubError, CardError, ModulesError)
 
 
 def os_error_message(e: OSError) -> str:

@@ -1,4 +1,7 @@
-"""`mdhub data`: make, list and describe the offline datasets in the store (``$MDHUB_HOME/datasets``)."""
+"""`mdhub data`: make, list and describe the offline datasets in the store (``$MDHUB_HOME/datasets``).
+
+hub.datasets (numpy, the envs) is imported inside the commands only.
+"""
 from __future__ import annotations
 
 import json
@@ -6,9 +9,7 @@ from typing import Optional
 
 import typer
 
-from hub.cli_errors import handles_errors
-
-from . import datasets as store
+from hub.cli.errors import handles_errors
 
 data_app = typer.Typer(
     help="Offline datasets made locally from pybullet (no downloads): ids '<env>-bullet-<quality>' with env in "
@@ -68,6 +69,8 @@ def make_cmd(
 
     A dataset already in the store is kept unless --force. With --force it is remade; when its content (sha256)
     changes, the stored modules trained on the old data are named: they now point at data no longer in the store."""
+    from hub import datasets as store
+
     out = store.make_in_store(dataset_id, transitions=transitions, seed=seed, force=force, progress=not quiet,
                               workers=workers)
     if out.action == "kept":
@@ -119,6 +122,8 @@ def list_cmd(
         for i, _, note in rows:
             typer.echo(f"{i:32} {note}")
         return
+    from hub import datasets as store
+
     recs = store.list_datasets()
     if as_json:
         typer.echo(json.dumps(recs, indent=2, sort_keys=True))
@@ -147,6 +152,8 @@ def info_cmd(
     verify: bool = typer.Option(False, "--verify", help="Also read every array and check the content sha256."),
 ) -> None:
     """Show a stored dataset: size, policy, seed, episode-return statistics, normalised scores, sha256."""
+    from hub import datasets as store
+
     info = store.dataset_info(dataset_id, verify=verify)
     if as_json:
         typer.echo(json.dumps(info, indent=2, sort_keys=True))
@@ -155,3 +162,8 @@ def info_cmd(
         typer.echo(line)
     if verify:
         typer.echo("verified:  arrays and content sha256 OK")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `data` (make, list, info) on `app`."""
+    app.add_typer(data_app, name="data")

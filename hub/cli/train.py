@@ -1,18 +1,27 @@
-"""`mdhub train ...`, `mdhub eval`, `mdhub check`, `mdhub combine`: thin wrappers over hub.training / hub.combine."""
+"""`mdhub train ...`, `mdhub eval`, `mdhub check`, `mdhub combine`: thin wrappers over hub.training / hub.combine.
+
+Those (and torch) are imported inside the commands only.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from enum import Enum
+from typing import Optional, get_args
 
 import typer
 from rich.markup import escape
 
-from hub.cli import app, out
-from hub.cli_errors import handles_errors
+from hub.cli.console import out
+from hub.cli.errors import handles_errors
+from hub.modes import mode_names
+from hub.modes.base import Rule
+
+# CLI choices derived from the mode table (plug-in modes included) and the candidate rules
+SamplingModeChoice = Enum("SamplingModeChoice", {name: name for name in mode_names("sampling")}, type=str)
+RuleChoice = Enum("RuleChoice", {name: name for name in get_args(Rule)}, type=str)
 
 train_app = typer.Typer(help="Train guidance modules and diffusion policies into the store (with progress bars, "
                         "checkpoints that resume after a crash, and learning curves under $MDHUB_HOME/runs/ID).",
                         no_args_is_help=True)
-app.add_typer(train_app, name="train")
 
 
 def _print_stored(modules) -> None:
@@ -81,7 +90,6 @@ def train_diffusion_cmd(
                                   eval_fn_factory=factory, overwrite=force, fresh=fresh))
 
 
-@app.command("eval")
 @handles_errors
 def eval_cmd(
     ref: str = typer.Argument(..., help="A diffusion module or policy id (or folder)."),
@@ -97,13 +105,12 @@ def eval_cmd(
               f"normalised score {r['normalized_score']:.1f}", markup=False)
 
 
-@app.command("check")
 @handles_errors
 def check_cmd(
     guidance: str = typer.Argument(..., help="Guidance module id."),
     diffusion: str = typer.Argument(..., help="Diffusion module id, or a backbone architecture id (training)."),
-    mode: str = typer.Option("resample", "--mode", help="q_loss | labels (training); none | resample | gradient | "
-                             "cfg | self (sampling)."),
+    mode: str = typer.Option("resample", "--mode", help=f"{' | '.join(mode_names('training'))} (training); "
+                             f"{' | '.join(mode_names('sampling'))} (sampling)."),
 ) -> None:
     """Can GUIDANCE steer DIFFUSION in MODE? The checks, their results and the adapters it would apply."""
     from hub.api import check
@@ -114,7 +121,6 @@ def check_cmd(
         raise typer.Exit(1)
 
 
-@app.command("combine")
 @handles_errors
 def combine_cmd(
     guidance: Optional[str] = typer.Option(None, "--guidance", "-g", help="Guidance id (training guidance of record; "
@@ -123,12 +129,16 @@ def combine_cmd(
                                   "architecture id (see `mdhub registry`)."),
     infer_guidance: Optional[str] = typer.Option(None, "--infer-guidance", help="Another guidance for sampling "
                                                  "(double guidance)."),
-    mode: str = typer.Option("resample", "--mode", help="Sampling mode: none | resample | gradient | cfg | self."),
-    candidates: int = typer.Option(50, "--candidates", "-N", help="Candidates per state (resample)."),
-    rule: str = typer.Option("argmax", "--rule", help="argmax | softmax | expectile (resample)."),
-    rho: float = typer.Option(1.0, "--rho", help="Guidance scale (gradient, self)."),
-    w: float = typer.Option(1.2, "--w", help="CFG weight."),
-    temperature: float = typer.Option(1.0, "--temperature", help="Sampling noise scale (0: deterministic)."),
+    mode: SamplingModeChoice = typer.Option("resample", "--mode", help="Sampling mode (the mode table; "  # type: ignore[valid-type]
+                                            "`mdhub registry` describes each)."),
+    candidates: Optional[int] = typer.Option(None, "--candidates", "-N", help="Candidates per state (resample, "
+                                             "self, cfg; default 50)."),
+    rule: Optional[RuleChoice] = typer.Option(None, "--rule", help="How one candidate is kept (resample, self, "  # type: ignore[valid-type]
+                                              "cfg; default argmax)."),
+    rho: Optional[float] = typer.Option(None, "--rho", help="Guidance scale (gradient, self; default 1)."),
+    w: Optional[float] = typer.Option(None, "--w", help="CFG weight (cfg; default 1.2)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling noise scale (0: "
+                                                "deterministic; default 1)."),
     train: bool = typer.Option(False, "--train", help="Train the diffusion part under the frozen guidance first."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset for --train."),
     steps: int = typer.Option(5000, "--steps", help="Training steps for --train."),
@@ -150,16 +160,28 @@ def combine_cmd(
         if not dataset:
             raise typer.BadParameter("--train needs --dataset")
         spec = TrainSpec(dataset=dataset, steps=steps, seed=seed, hidden=hidden)
-    policy = combine(guidance, diffusion, mode=mode, infer_guidance=infer_guidance, train=spec, module_id=module_id,
-                     eval_episodes=eval_episodes, save=True, n_candidates=candidates, rule=rule, rho=rho, w=w,
-                     temperature=temperature, overwrite=force)
+    given = {"n_candidates": candidates, "rule": rule.value if rule else None, "rho": rho, "w": w,
+             "temperature": temperature}
+    settings = {k: v for k, v in given.items() if v is not None}  # the mode's own defaults for the rest
+    policy = combine(guidance, diffusion, mode=mode.value, infer_guidance=infer_guidance, train=spec,
+                     module_id=module_id, save=True, overwrite=force, **settings)
     if policy.train_report is not None:
         out.print(policy.train_report.table(), highlight=False, markup=False)
     out.print(policy.report.table(), highlight=False, markup=False)
-    if "normalized_score" in policy.card.metrics:
-        m = policy.card.metrics
-        out.print(f"return {m['eval_return_mean']:.1f} +- {m['eval_return_std']:.1f}, "
-                  f"normalised score {m['normalized_score']:.1f}")
+    if eval_episodes:
+        from hub.evaluation import evaluate
+
+        m = evaluate(policy.card.id, episodes=eval_episodes)
+        out.print(f"return {m['return_mean']:.1f} +- {m['return_std']:.1f}, "
+                  f"normalised score {m['normalized_score']:.1f}", highlight=False, markup=False)
     out.print(f"stored policy [bold]{escape(policy.card.id)}[/] (parts: {escape(policy.card.policy.diffusion.id)}"
               + (f", {escape(policy.card.policy.infer_guidance.id)}" if policy.card.policy.infer_guidance else "")
               + ")")
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `train` (guidance, diffusion) and add eval, check and combine to `app`."""
+    app.add_typer(train_app, name="train")
+    app.command("eval")(eval_cmd)
+    app.command("check")(check_cmd)
+    app.command("combine")(combine_cmd)

@@ -1,0 +1,81 @@
+"""`mdhub push` and `mdhub pull`: share modules on the Hugging Face Hub or in a plain folder.
+
+hub/cli/__init__.py adds them with `register(app)`; errors become `error: ...` and exit code 1 (hub/cli/errors.py).
+hub.sharing (huggingface_hub, torch) is imported inside the commands only.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from hub.cli.errors import handles_errors
+
+REPO_HELP = (
+    "NAMESPACE/NAME on the Hugging Face Hub (HF_ENDPOINT, token from HF_TOKEN), hf://NAMESPACE/NAME, "
+    "or file:///ABS/ROOT::NAMESPACE/NAME for a plain folder."
+)
+
+PUSH_HELP = (
+    "Push a module in ONE commit: model.safetensors, card.json and README.md (the Hub model card). "
+    "The module is verified first (card, registry, sha256); an invalid one is never pushed. "
+    "A policy is pushed with references to its parts' repos: push its parts first. "
+    "Creates the repository (and the branch) if needed."
+)
+PULL_HELP = (
+    "Pull a module into the local store, verified, recording the exact commit it came from. "
+    "Downloads through the Hugging Face cache (with HF_HUB_OFFLINE=1, from the cache only). "
+    "The card must validate and match its README, every sha256 must match, and the network is built from the "
+    "local registry only: nothing downloaded can run code. Pulling a policy pulls its parts."
+)
+
+
+@handles_errors
+def push_cmd(
+    module: str = typer.Argument(..., metavar="ID", help="A store id (see `mdhub list`) or a module folder path."),
+    repo: str = typer.Argument(..., metavar="REPO_ID", help=REPO_HELP),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", "-r", help="Branch to push to (default main; created from main if new)."),
+    private: bool = typer.Option(False, "--private", help="Create the repository private (if it is new)."),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message."),
+) -> None:
+    """Push a module to a repository in one commit."""
+    from hub.sharing import push
+
+    result = push(module, repo, revision=revision, private=private, message=message)
+    typer.echo(f"pushed '{result.module_id}' to {repo} (branch {result.revision}): commit {result.commit}")
+    typer.echo(f"  files: {', '.join(result.files)}")
+    typer.echo(f"  pull exactly this with: mdhub pull {result.repo}")
+    typer.echo(f"  {result.url}")
+
+
+@handles_errors
+def pull_cmd(
+    repo: str = typer.Argument(..., metavar="REPO_ID[@REVISION]",
+                               help=REPO_HELP + " REVISION: a branch or a full commit id (default main)."),
+    local_id: Optional[str] = typer.Option(None, "--id", help="Store the module under this id (default: its own)."),
+    force: bool = typer.Option(False, "--force", help="Replace a different module already stored under that id."),
+) -> None:
+    """Pull a module (and a policy's parts) into the local store."""
+    from hub.sharing import pull
+
+    stored = pull(repo, local_id=local_id, force=force)
+    card = stored.card
+    src = card.hub_source
+    commit = src.commit if src else "?"
+    typer.echo(f"pulled {repo} (commit {commit}) as '{card.id}' ({card.kind}, {card.architecture})")
+    if card.policy is not None:
+        for role in ("diffusion", "train_guidance", "infer_guidance"):
+            ref = getattr(card.policy, role)
+            if ref is not None:
+                typer.echo(f"  {role}: '{ref.id}' from {ref.repo or 'the local store'}"
+                           + (f"@{ref.revision}" if ref.repo and ref.revision else ""))
+    typer.echo(f"  stored at {stored.path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add push and pull to `app`."""
+    app.command("push", help=PUSH_HELP,
+                short_help="Push a module to a Hub repository (or a folder) in one commit.")(push_cmd)
+    app.command("pull", help=PULL_HELP,
+                short_help="Pull a module (and a policy's parts) into the store, verified, pinned to a commit.")(pull_cmd)
