@@ -24,7 +24,9 @@ LongText = Annotated[str, StringConstraints(max_length=20_000)]
 Json = str | int | float | bool | None | list[Any] | dict[str, Any]
 
 Kind = Literal["guidance", "diffusion", "policy"]
-GuidanceMode = Literal["none", "q_loss", "labels", "resample", "gradient", "cfg", "self"]
+GuidanceMode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+"""A guidance mode's name. Which modes exist is the hub's mode table (hub.modes), not the card format: a card names
+a mode, and the hub judges it (an unknown mode is refused by the compatibility check with the known ones listed)."""
 Recipe = Literal["joint", "guidance-first", "behaviour-only", "labels", "combined", "policy-free"]
 
 

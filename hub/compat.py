@@ -108,6 +108,8 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
     accepted = d_train if phase == "training" else d_sample
     if mode in accepted:
         report.add("mode", "ok", f"'{d_arch}' accepts '{mode}' for {phase}")
+    elif d_arch in spec.backbones or "*" in spec.backbones:
+        report.add("mode", "ok", f"'{mode}' ({spec.source}) declares it works with '{d_arch}' for {phase}")
     else:
         report.add("mode", "fail", f"'{d_arch}' does not accept '{mode}' for {phase} (it accepts: "
                    f"{', '.join(accepted) or 'nothing'})")

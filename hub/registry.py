@@ -11,16 +11,16 @@ import importlib
 import importlib.metadata
 import importlib.resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cards.io import describe_validation_error
 from hub.errors import RegistryError
 
 ENTRY_POINT_GROUP = "mdhub.architectures"
-Mode = Literal["none", "q_loss", "labels", "resample", "gradient", "cfg", "self"]
+Mode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]  # checked against hub.modes on load
 
 
 class Architecture(BaseModel):
@@ -108,8 +108,21 @@ def _parse(data: Any, source: str) -> dict[str, Architecture]:
     out: dict[str, Architecture] = {}
     for kind in ("guidance", "diffusion", "policy"):
         for arch_id, arch in getattr(parsed, kind).items():
+            _check_modes(arch, arch_id, source)
             out[arch_id] = arch.model_copy(update={"id": arch_id, "kind": kind, "source": source})
     return out
+
+
+def _check_modes(arch: Architecture, arch_id: str, source: str) -> None:
+    """Every mode an architecture lists exists in the mode table, in the phase it is listed for."""
+    from hub.modes import mode_names
+
+    for field, phase in (("train_guidance", "training"), ("sample_guidance", "sampling")):
+        known = mode_names(phase)  # type: ignore[arg-type]
+        for mode in getattr(arch, field):
+            if mode not in known:
+                raise RegistryError(f"{source}: architecture '{arch_id}', field '{field}': '{mode}' is not a "
+                                    f"{phase} mode (known: {', '.join(known)})")
 
 
 def _merge(into: dict[str, Architecture], new: dict[str, Architecture]) -> None:

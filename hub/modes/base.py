@@ -69,6 +69,8 @@ class Mode:
     scale_sensitive: why the scale of Q matters, when it does (Q is then standardised by the card's statistics).
     steers_itself: samples without a guidance (the model's own weight or condition steers it).
     params: the pydantic model of its settings (defaults and validation); stored on a policy card.
+    backbones: architectures it works with besides those whose registry entry lists it ("*": every backbone);
+        how a plug-in mode reaches backbones that were declared before it existed.
     recipe_update: training: the recipe's `diffusion_update` this mode runs (the loop's loss).
     build: sampling: (diffusion StoredModule, guidance StoredModule | None, settings) -> a policy runtime with
         `act(obs)` and `act_tensor(obs)`.
@@ -83,6 +85,7 @@ class Mode:
     scale_sensitive: str | None = None
     steers_itself: bool = False
     params: type[BaseModel] = NoSettings
+    backbones: tuple[str, ...] = ()
     recipe_update: str | None = None
     build: Callable[..., Any] | None = None
     prepare: Callable[[TrainingContext], tuple[Any, Any]] | None = None
