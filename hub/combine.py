@@ -164,7 +164,7 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
                  progress: bool, overwrite: bool = False) -> tuple[StoredModule, Report]:
     """Guidance-first training of a backbone (architecture id or the architecture of a diffusion module)."""
     from hub.datasets import resolve_dataset
-    from hub.training import Budget, dataset_interface, train_diffusion
+    from hub.training import Budget, algorithm_for, dataset_interface, train_diffusion
 
     if isinstance(diffusion, StoredModule):
         arch_id = diffusion.card.architecture
@@ -173,24 +173,20 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
     else:
         arch_id = store.card(diffusion).architecture
     arch = registry().get(arch_id, kind="diffusion")
-    mode = spec.mode or next((m for m in ("q_loss", "labels") if m in arch.train_guidance and g is not None), "none")
+    # the first training mode the backbone accepts that uses the guidance (q_loss, labels), else behaviour cloning
+    guided = [m for m in arch.train_guidance if get_mode(m).needs]
+    mode = get_mode(spec.mode or (guided[0] if guided and g is not None else "none"), "training")
     ds = resolve_dataset(spec.dataset)
-    report = check(g.card if g else None, arch_id, mode, dataset_card=dataset_interface(ds))
+    report = check(g.card if g else None, arch_id, mode.name, dataset_card=dataset_interface(ds), phase="training")
     report.raise_if_incompatible()
-    if mode == "labels":  # the recipe whose backbone this is (SWG, CFG) knows how to label the data
-        from hub.training import DIFFUSION_ALGOS
-        from modules.train.recipes import RECIPES
-
-        algo = next((a for a, r in DIFFUSION_ALGOS.items() if RECIPES[r].backbone == arch_id), None)
-        if algo is None:
-            raise MdhubError(f"no recipe trains '{arch_id}' with labels")
-    else:
-        algo = "dql" if mode == "q_loss" else "idql"
+    algo = algorithm_for(arch_id, mode)
+    if algo is None:
+        raise MdhubError(f"no recipe trains '{arch_id}' in mode '{mode.name}'")
     budget = Budget(hidden=spec.hidden, batch_size=spec.batch_size)
-    d = train_diffusion(algo, ds, guidance=g if mode in ("q_loss", "labels") else None, steps=spec.steps,
+    d = train_diffusion(algo, ds, guidance=g if mode.needs else None, steps=spec.steps,
                         seed=spec.seed, module_id=spec.module_id or (f"{arch_id}-under-{g.id}" if g else None),
                         store=store, budget=budget, progress=progress, backbone=arch_id, overwrite=overwrite)[0]
-    if g is not None and mode == "none":
+    if g is not None and not mode.needs:
         # BC-trained backbone: record the guidance it was paired with (it picks among candidates at sampling)
         d = store.save(d.net, d.card.model_copy(update={"origin": d.card.origin.model_copy(
             update={"trained_with_guidance": g.card.ref(), "recipe": "guidance-first"})}))

@@ -96,14 +96,11 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
         settings = {"n_candidates": cfg.n_candidates} if mode == "resample" else {}
         pol = combine(g, d, mode=mode, infer_guidance=g_infer, module_id=f"{p}-{name}", store=store, save=False,
                       progress=progress, **settings)
-        from hub.evaluation import run_episodes
+        from hub.evaluation import eval_metrics, run_episodes
 
         r = run_episodes(pol.runtime, ds.metadata["gym_id"], cfg.episodes, seed=cfg.seed + 100,
                          max_steps=cfg.max_episode_steps)
-        pol.card = pol.card.model_copy(update={"metrics": {"normalized_score": r["normalized_score"],
-                                                           "eval_return_mean": r["return_mean"],
-                                                           "eval_return_std": r["return_std"],
-                                                           "eval_episodes": cfg.episodes}})
+        pol.card = pol.card.model_copy(update={"metrics": eval_metrics(r)})
         saved = pol.save(store=store, overwrite=True)
         spec = saved.card.policy
         rows.append(DemoRow(name, d.id, g.id if g else "-", spec.infer_guidance.id if spec.infer_guidance else "-",

@@ -40,6 +40,11 @@ def default_sampling(d: StoredModule, store: Store) -> tuple[SamplingConfig, Sto
     return SamplingConfig("none"), None
 
 
+def eval_metrics(result: dict[str, float]) -> dict[str, float]:
+    """An evaluation's result as card metrics: `normalized_score` as is, everything else as `eval_<name>`."""
+    return {k if k == "normalized_score" else f"eval_{k}": v for k, v in result.items()}
+
+
 def sampling_record(cfg: SamplingConfig, guidance: str | None) -> dict[str, str]:
     """What an evaluation's card metrics say about how the policy sampled (mode, settings, guidance)."""
     settings = ", ".join(f"{k}={v}" for k, v in cfg.settings().items())
@@ -90,8 +95,7 @@ def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed:
         raise MdhubError(f"'{card.id}' records no environment (env_id) to evaluate in")
     result = run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps)
     if write and store.contains(card.id):  # merged key by key into the card's metrics, under the store's lock
-        store.update_card(card.id, metrics={**{f"eval_{k}" if k != "normalized_score" else k: v
-                                               for k, v in result.items()}, **sampling})
+        store.update_card(card.id, metrics={**eval_metrics(result), **sampling})
     return result
 
 

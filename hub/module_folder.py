@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 
 from cards import CardError, FileEntry, ModuleCard, card_from_json, card_to_json, card_to_readme
 from cards.io import MAX_CARD_BYTES, parse_json
+from hub.atomic import fsync_write
 from hub.errors import IntegrityError, NotFoundError, RegistryError, StoreError
 from hub.registry import Architecture, registry
 
@@ -175,19 +176,13 @@ def weights_bytes(net: Any) -> bytes:
     return st_save(state)
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
+    """The versions a module was made with (recorded on its card)."""
     import torch
 
     from hub import __version__
 
     return {"mdhub": __version__, "torch": torch.__version__.split("+")[0], "python": platform.python_version()}
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def finalize_card(net: Any, card: ModuleCard) -> tuple[ModuleCard, bytes | None]:
@@ -199,8 +194,8 @@ def finalize_card(net: Any, card: ModuleCard) -> tuple[ModuleCard, bytes | None]
     if net is None:
         raise StoreError(f"module '{card.id}': a {card.kind} module needs its network to be saved")
     data = weights_bytes(net)
-    versions = {**_versions(), **card.origin.versions}
-    origin = card.origin.model_copy(update={"versions": versions})
+    made_with = {**versions(), **card.origin.versions}
+    origin = card.origin.model_copy(update={"versions": made_with})
     files = [FileEntry(name=WEIGHTS, sha256=sha256_bytes(data), size=len(data))]
     # Re-validate the whole card: a card that does not validate is never written.
     final = ModuleCard.model_validate({**card.model_dump(), "origin": origin.model_dump(), "files": [f.model_dump() for f in files]})
@@ -215,9 +210,9 @@ def write_folder(folder: Path, card: ModuleCard, weights: bytes | None) -> None:
     tmp.mkdir()
     try:
         if weights is not None:
-            _fsync_write(tmp / WEIGHTS, weights)
-        _fsync_write(tmp / CARD, card_to_json(card).encode())
-        _fsync_write(tmp / README, card_to_readme(card).encode())
+            fsync_write(tmp / WEIGHTS, weights)
+        fsync_write(tmp / CARD, card_to_json(card).encode())
+        fsync_write(tmp / README, card_to_readme(card).encode())
         old = None
         if folder.exists():
             old = folder.parent / f".old-{folder.name}-{secrets.token_hex(4)}"

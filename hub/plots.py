@@ -24,29 +24,3 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def plot_curves(curves: dict[str, list[dict]], path: Path, title: str, key: str = "normalized_score",
-                baseline: tuple[str, float] | None = None) -> Path:
-    """Several learning curves on one figure (vs steps and vs wall time), with an optional horizontal baseline."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, x in zip(axes, ("step", "wall_time_s")):
-        for name, curve in curves.items():
-            ax.plot([c[x] for c in curve], [c.get(key) for c in curve], marker="o", label=name)
-        if baseline:
-            ax.axhline(baseline[1], color="gray", linestyle="--", label=baseline[0])
-        ax.set_xlabel("gradient steps" if x == "step" else "wall time (s)")
-        ax.set_ylabel(key)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)

@@ -33,13 +33,13 @@ from typing import Any, Iterator, Iterable
 from filelock import FileLock
 
 from cards import ModuleCard, card_to_json, card_to_readme
+from hub.atomic import fsync_dir, fsync_write
 from hub.errors import NotFoundError, StoreError
 from hub.module_folder import (  # noqa: F401  (re-exported: the store's public names)
     CARD,
     README,
     WEIGHTS,
     StoredModule,
-    _fsync_write,
     finalize_card,
     inside,
     load_folder,
@@ -95,19 +95,6 @@ def _plain_folder_name(name: Any, source: str) -> str:
     return name
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _entry(card: ModuleCard, folder: str, source: str | None = None) -> dict[str, Any]:
     weights = card.file(WEIGHTS)
     return {"kind": card.kind, "architecture": card.architecture, "folder": folder,
@@ -153,8 +140,8 @@ class Store:
     def _write_journal(self, op: dict[str, Any]) -> None:
         """Written in place, before anything else changes: a journal cut short by a crash names nothing that was
         done yet, and recovery then only removes temporary files."""
-        _fsync_write(self.journal_path, json.dumps(op, sort_keys=True).encode())
-        _fsync_dir(self.root)
+        fsync_write(self.journal_path, json.dumps(op, sort_keys=True).encode())
+        fsync_dir(self.root)
 
     def _clear_journal(self) -> None:
         self.journal_path.unlink(missing_ok=True)
@@ -237,9 +224,9 @@ class Store:
     def _write_index(self, modules: dict[str, dict[str, Any]]) -> None:
         tmp = self.index_path.with_name(f".index-{secrets.token_hex(4)}.json")
         body = json.dumps({"format": INDEX_FORMAT, "modules": modules}, indent=2, sort_keys=True) + "\n"
-        _fsync_write(tmp, body.encode())
+        fsync_write(tmp, body.encode())
         os.replace(tmp, self.index_path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     def entries(self, kind: str | None = None) -> list[IndexEntry]:
         """Index entries, sorted by id; optionally only one kind."""
@@ -323,12 +310,12 @@ class Store:
             except OSError:
                 shutil.copyfile(weights, tmp / WEIGHTS)
         elif weights is not None:
-            _fsync_write(tmp / WEIGHTS, weights)
-        _fsync_write(tmp / CARD, card_to_json(card).encode())
-        _fsync_write(tmp / README, card_to_readme(card).encode())
-        _fsync_dir(tmp)
+            fsync_write(tmp / WEIGHTS, weights)
+        fsync_write(tmp / CARD, card_to_json(card).encode())
+        fsync_write(tmp / README, card_to_readme(card).encode())
+        fsync_dir(tmp)
         os.replace(tmp, self.modules_dir / name)
-        _fsync_dir(self.modules_dir)
+        fsync_dir(self.modules_dir)
 
     def _commit(self, modules: dict[str, dict[str, Any]], card: ModuleCard, weights: bytes | Path | None,
                 source: str | None) -> str:

@@ -20,9 +20,10 @@ from cards import (
 )
 from hub.datasets import resolve_dataset
 from hub.errors import MdhubError, StoreError
-from hub.modes import DEFAULT_PAIRING, TrainingContext, training_mode_for
+from hub.modes import DEFAULT_PAIRING, Mode, TrainingContext, training_mode_for
 from hub.paths import home
 from hub.registry import registry
+from hub.module_folder import versions
 from hub.store import Store, StoredModule
 from modules.train.batches import RewardScale
 from modules.train.loop import TrainResult, run
@@ -51,12 +52,6 @@ def dataset_interface(ds) -> Interface:
         env_id=meta.get("gym_id") or meta.get("env"),
         dataset=DatasetRef(id=str(meta.get("dataset_id") or "unnamed"), sha256=ds.sha256),
     )
-
-
-def versions() -> dict[str, str]:
-    from hub import __version__
-
-    return {"mdhub": __version__, "torch": torch.__version__.split("+")[0], "python": platform.python_version()}
 
 
 @torch.no_grad()
@@ -132,6 +127,14 @@ def write_curve(run_dir: Path, result: TrainResult, title: str) -> Path | None:
 
 def _run_dir(module_id: str) -> Path:
     return home() / "runs" / module_id
+
+
+def algorithm_for(backbone: str, mode: Mode | None = None) -> str | None:
+    """The --algo that trains `backbone` (in training mode `mode`, if given): the recipe built for that backbone when
+    there is one, else a recipe of that mode for another backbone, with this one swapped in. None: no recipe."""
+    algos = [a for a, r in DIFFUSION_ALGOS.items() if mode is None or get_recipe(r).diffusion_update == mode.recipe_update]
+    own = [a for a in algos if get_recipe(DIFFUSION_ALGOS[a]).backbone == backbone]
+    return own[0] if own else (algos[0] if algos and mode is not None else None)
 
 
 def default_id(kind: str, algo: str, ds, seed: int) -> str:
@@ -227,9 +230,9 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
         raise MdhubError(f"recipe '{recipe.name}' trains no diffusion model")
     arch = registry().get(recipe.backbone, kind="diffusion")
     if train_mode.name not in arch.train_guidance:
-        own = [a for a, r in DIFFUSION_ALGOS.items() if get_recipe(r).backbone == arch.id]
+        own = algorithm_for(arch.id)
         raise MdhubError(f"backbone '{arch.id}' does not train in mode '{train_mode.name}' (it accepts: "
-                         f"{', '.join(arch.train_guidance)})" + (f"; train it with --algo {own[0]}" if own else ""))
+                         f"{', '.join(arch.train_guidance)})" + (f"; train it with --algo {own}" if own else ""))
     g = None
     if guidance is not None:
         g = guidance if isinstance(guidance, StoredModule) else store.load(guidance)

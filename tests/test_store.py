@@ -154,14 +154,14 @@ def test_a_crash_mid_write_keeps_the_old_module(tmp_path, monkeypatch):
     before = folder_bytes(tmp_path / "m")
     import hub.module_folder as store_mod
 
-    real = store_mod._fsync_write
+    real = store_mod.fsync_write
 
     def crash_on_readme(path, data):
         if path.name == README:
             raise OSError("disk full")
         real(path, data)
 
-    monkeypatch.setattr(store_mod, "_fsync_write", crash_on_readme)
+    monkeypatch.setattr(store_mod, "fsync_write", crash_on_readme)
     net2 = small_critic(1)
     with pytest.raises(OSError):
         hub.save(net2, critic_card(net2), path=tmp_path / "m")

@@ -27,18 +27,12 @@ from typing import Mapping, Sequence
 from filelock import FileLock
 
 from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
+from hub.atomic import fsync_write
 from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
 from hub.remote.refs import COMMIT_ID, check_revision, parse_repo_ref
 
 COMMIT_FORMAT = 1
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
-
-
-def _fsync_write(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 class FileBackend:
@@ -117,8 +111,8 @@ class FileBackend:
             (tmp / "files").mkdir(parents=True)
             try:
                 for n, d in snapshot.items():
-                    _fsync_write(tmp / "files" / n, d)
-                _fsync_write(tmp / "commit.json", body)
+                    fsync_write(tmp / "files" / n, d)
+                fsync_write(tmp / "commit.json", body)
                 os.replace(tmp, repo_dir / "commits" / commit)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -126,7 +120,7 @@ class FileBackend:
             branch_file = self._branch_file(repo_dir, branch)
             branch_file.parent.mkdir(parents=True, exist_ok=True)
             tmp_ref = branch_file.with_name(f".{branch_file.name}.{secrets.token_hex(4)}")
-            _fsync_write(tmp_ref, (commit + "\n").encode())
+            fsync_write(tmp_ref, (commit + "\n").encode())
             os.replace(tmp_ref, branch_file)
         return UploadResult(commit=commit, url=self._where(repo_id, commit))
 

@@ -46,10 +46,6 @@ _EXPERT_KEYS = ("weights_dense1_w", "weights_dense1_b", "weights_dense2_w", "wei
                 "weights_final_w", "weights_final_b")
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0.0)
-
-
 @dataclass
 class MLPPolicy:
     """ReLU MLP in numpy. ``weights[i]: (d_in, d_out)``, ``biases[i]: (d_out,)``; ``out_act`` 'tanh' or 'clip'.
