@@ -264,7 +264,7 @@ def plot(report: dict, path: Path, args: argparse.Namespace, data_score: float) 
 
     curves = report["curves"]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
-    for ax, x in zip(axes[0], ("step", "wall_time_s")):  # guidance-first vs joint, every seed
+    for ax, x in zip(axes[0], ("step", "wall_time_s"), strict=True):  # guidance-first vs joint, every seed
         for s in range(args.seeds):
             for name, color in ((f"gf-{s}", "tab:blue"), (f"joint-{s}", "tab:red")):
                 if name in curves:

@@ -28,8 +28,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -165,7 +166,7 @@ def by_count(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         fill_s = time.perf_counter() - t0
         extra: list[str] = []
 
-        def save_one(k: int, n: int = n) -> None:
+        def save_one(k: int, n: int = n, extra: list[str] = extra) -> None:
             extra.append(f"extra-{n}-{k}")
             save_as(extra[-1])
 
@@ -239,7 +240,7 @@ def table(report: dict[str, Any]) -> str:
     head = f"{'module':<10} {'bytes':>10}  " + "  ".join(f"{op:>17}" for op in MODULE_OPS)
     lines.append(head)
     for s in report["results"]["by_size"]:
-        for kind, m in s["modules"].items():
+        for m in s["modules"].values():
             lines.append(f"{m['id']:<10} {m['bytes']:>10}  {_cells(m['ops'], MODULE_OPS)}")
     lines.append("")
     lines.append(f"{'pair':<10} {'bytes':>10}  " + "  ".join(f"{op:>17}" for op in PAIR_OPS))

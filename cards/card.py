@@ -65,7 +65,7 @@ class Interface(_Strict):
     dataset: DatasetRef | None = None
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Interface":
+    def _bounds(self) -> Interface:
         if not self.action_low < self.action_high:
             raise ValueError(f"action_low ({self.action_low}) must be below action_high ({self.action_high})")
         return self
@@ -171,7 +171,7 @@ class ModuleCard(_Strict):
     description: LongText = ""
 
     @model_validator(mode="after")
-    def _kind_sections(self) -> "ModuleCard":
+    def _kind_sections(self) -> ModuleCard:
         expected = {"guidance": "guidance", "diffusion": "diffusion", "policy": "policy"}[self.kind]
         for section in ("guidance", "diffusion", "policy"):
             present = getattr(self, section) is not None

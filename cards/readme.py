@@ -106,13 +106,14 @@ def _prose(card: ModuleCard) -> str:
         out.append(f"| dataset | `{i.dataset.id}` (sha256 `{(i.dataset.sha256 or '?')[:12]}`) |")
     if card.guidance:
         g = card.guidance
-        out += ["", "## Guidance", "", f"Provides {', '.join(g.provides)}; {g.q_heads} Q heads reduced by {g.reduction}; "
-                f"discount {g.discount}" + (f"; expectile {g.expectile}" if g.expectile else "") + "."]
+        out += ["", "## Guidance", "", f"Provides {', '.join(g.provides)}; {g.q_heads} Q heads reduced by "
+                f"{g.reduction}; discount {g.discount}" + (f"; expectile {g.expectile}" if g.expectile else "") + "."]
         rt = g.reward_transform
         out.append(f"Rewards were transformed ({rt.kind}): r' = {_fmt(rt.scale)} r + {_fmt(rt.shift)}.")
         if g.value_stats:
             v = g.value_stats
-            out.append(f"Q on its dataset: mean {_fmt(v.mean)}, std {_fmt(v.std)}, range [{_fmt(v.min)}, {_fmt(v.max)}].")
+            out.append(f"Q on its dataset: mean {_fmt(v.mean)}, std {_fmt(v.std)}, "
+                       f"range [{_fmt(v.min)}, {_fmt(v.max)}].")
     if card.diffusion:
         d = card.diffusion
         out += ["", "## Diffusion", "", f"Schedule {d.schedule}, T = {d.T}, predicts {d.prediction}.",

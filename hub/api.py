@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from cards import ModuleCard
-from hub.store import StoredModule, Store, save_folder
+from hub.store import Store, StoredModule, save_folder
 
 
 def load(ref: str | Path, store: Store | None = None) -> StoredModule:

@@ -13,7 +13,7 @@ reverse chain and the candidate scorer are shared (modules.sampling). Evaluation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -24,6 +24,9 @@ from hub.errors import CompatibilityError, IntegrityError, MdhubError
 from hub.modes import SamplingConfig, get_mode, mode_names
 from hub.registry import registry
 from hub.store import WEIGHTS, Store, StoredModule
+
+if TYPE_CHECKING:
+    from modules.policy import GuidedPolicy
 
 
 class TrainSpec(BaseModel):
@@ -123,7 +126,8 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
 
     `guidance` is the training guidance of record (and the sampling guidance unless `infer_guidance` is given:
     double guidance). `sampling` are the mode's settings (see `hub.modes`). `save` stores the policy card; evaluate
-    the result with `hub.evaluate(policy)`. Raises CompatibilityError with the reasons when the pairing is unsound; nothing is written then.
+    the result with `hub.evaluate(policy)`. Raises CompatibilityError with the reasons when the pairing is unsound;
+    nothing is written then.
     `overwrite` lets the trained module and the policy card replace different modules stored under their ids.
     """
     store = store or Store()

@@ -56,7 +56,7 @@ class Report:
     def reasons(self) -> list[str]:
         return [f"{c.name}: {c.detail}" for c in self.checks if c.status == "fail"]
 
-    def raise_if_incompatible(self) -> "Report":
+    def raise_if_incompatible(self) -> Report:
         if not self.compatible:
             raise CompatibilityError(
                 f"guidance '{self.guidance}' cannot steer '{self.diffusion}' in mode '{self.mode}': "
@@ -78,7 +78,8 @@ def _diffusion_side(diffusion: ModuleCard | str) -> tuple[str, str, tuple[str, .
         if diffusion.kind != "diffusion":
             raise CompatibilityError(f"'{diffusion.id}' is a {diffusion.kind} module, not a diffusion module")
         d = diffusion.diffusion
-        return diffusion.id, diffusion.architecture, tuple(d.train_guidance), tuple(d.sample_guidance), diffusion.interface
+        return (diffusion.id, diffusion.architecture, tuple(d.train_guidance), tuple(d.sample_guidance),
+                diffusion.interface)
     arch = registry().get(diffusion, kind="diffusion")
     return arch.id, arch.id, tuple(arch.train_guidance), tuple(arch.sample_guidance), None
 
@@ -126,7 +127,8 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
     if needs:
         missing = [n for n in needs if n not in provides]
         if not missing:
-            report.add("provides", "ok", f"guidance provides {', '.join(sorted(provides))}; mode needs {', '.join(needs)}")
+            report.add("provides", "ok",
+                       f"guidance provides {', '.join(sorted(provides))}; mode needs {', '.join(needs)}")
         elif missing == ["v"]:
             report.add("fit-v", "adapt", "the guidance provides q only: V(s) will be fitted to it by expectile "
                        f"regression (expectile {g.expectile or 0.7}) on the dataset, and the card will say so")
@@ -138,7 +140,8 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
     if spec.scale_sensitive:
         if g.value_stats is not None and g.value_stats.std > 0:
             report.add("standardize-q", "adapt", f"{spec.scale_sensitive} is not invariant to the scale of Q: Q is "
-                       f"standardised by the card's statistics (mean {g.value_stats.mean:.4g}, std {g.value_stats.std:.4g})")
+                       f"standardised by the card's statistics (mean {g.value_stats.mean:.4g}, "
+                       f"std {g.value_stats.std:.4g})")
         else:
             report.add("scale", "warn", f"{spec.scale_sensitive} depends on the scale of Q and the guidance card "
                        "has no value statistics: Q is used as is")
@@ -148,7 +151,8 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
         return report
     for name in ("obs_dim", "act_dim"):
         a, b = getattr(gi, name), getattr(d_iface, name)
-        report.add(name, "ok" if a == b else "fail", f"{a} == {b}" if a == b else f"guidance has {a}, diffusion has {b}")
+        report.add(name, "ok" if a == b else "fail",
+                   f"{a} == {b}" if a == b else f"guidance has {a}, diffusion has {b}")
     if gi.env_id and d_iface.env_id and gi.env_id != d_iface.env_id:
         report.add("env", "fail", f"guidance is for '{gi.env_id}', diffusion for '{d_iface.env_id}'")
     else:

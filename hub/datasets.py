@@ -21,8 +21,8 @@ from modules.data.dataset import OfflineDataset
 from modules.data.errors import DatasetError
 from modules.data.make import make_dataset, parse_dataset_id
 
-__all__ = ["resolve_dataset", "datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store", "MakeOutcome",
-           "modules_naming", "format_ids", "list_datasets", "dataset_info"]
+__all__ = ["resolve_dataset", "datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store",
+           "MakeOutcome", "modules_naming", "format_ids", "list_datasets", "dataset_info"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

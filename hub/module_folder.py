@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import platform
 import secrets
@@ -198,7 +197,8 @@ def finalize_card(net: Any, card: ModuleCard) -> tuple[ModuleCard, bytes | None]
     origin = card.origin.model_copy(update={"versions": made_with})
     files = [FileEntry(name=WEIGHTS, sha256=sha256_bytes(data), size=len(data))]
     # Re-validate the whole card: a card that does not validate is never written.
-    final = ModuleCard.model_validate({**card.model_dump(), "origin": origin.model_dump(), "files": [f.model_dump() for f in files]})
+    final = ModuleCard.model_validate({**card.model_dump(), "origin": origin.model_dump(),
+                                       "files": [f.model_dump() for f in files]})
     return final, data
 
 
@@ -254,7 +254,8 @@ def verified_weights_bytes(folder: Path, card: ModuleCard) -> bytes:
     data = read_regular(path, entry.size, IntegrityError, exact=entry.size, missing="missing (the card lists it)")
     digest = sha256_bytes(data)
     if digest != entry.sha256:
-        raise IntegrityError(f"{path}: sha256 mismatch: the card says {entry.sha256[:16]}..., the file has {digest[:16]}...")
+        raise IntegrityError(f"{path}: sha256 mismatch: the card says {entry.sha256[:16]}..., "
+                             f"the file has {digest[:16]}...")
     return data
 
 

@@ -14,7 +14,7 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> Path:
     key = "normalized_score" if "normalized_score" in curve[0] else next(
         (k for k in curve[0] if k not in ("step", "wall_time_s")), None)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, x in zip(axes, ("step", "wall_time_s")):
+    for ax, x in zip(axes, ("step", "wall_time_s"), strict=True):
         ax.plot([c[x] for c in curve], [c.get(key) for c in curve], marker="o")
         ax.set_xlabel("gradient steps" if x == "step" else "wall time (s)")
         ax.set_ylabel(key or "")

@@ -45,7 +45,8 @@ class Architecture(BaseModel):
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise RegistryError(f"architecture '{self.id}' ({self.source}): cannot import {module_name}: {err}") from None
+            raise RegistryError(
+                f"architecture '{self.id}' ({self.source}): cannot import {module_name}: {err}") from None
         try:
             return getattr(module, attr)
         except AttributeError:
@@ -104,7 +105,8 @@ def _parse(data: Any, source: str) -> dict[str, Architecture]:
     try:
         parsed = _RegistryFile.model_validate(data)
     except ValidationError as err:
-        raise RegistryError(describe_validation_error(err, source).replace("invalid card", "invalid registry")) from None
+        message = describe_validation_error(err, source).replace("invalid card", "invalid registry")
+        raise RegistryError(message) from None
     out: dict[str, Architecture] = {}
     for kind in ("guidance", "diffusion", "policy"):
         for arch_id, arch in getattr(parsed, kind).items():
@@ -153,7 +155,8 @@ def load_registry(path: Path | None = None, entry_points: bool = True) -> Regist
             try:
                 extra = ep.load()
             except Exception as err:  # a broken third-party package must not break the hub
-                raise RegistryError(f"entry point '{ep.name}' ({ep.value}) in {ENTRY_POINT_GROUP} failed: {err}") from None
+                raise RegistryError(
+                    f"entry point '{ep.name}' ({ep.value}) in {ENTRY_POINT_GROUP} failed: {err}") from None
             extra = {"format_version": 1, **(extra() if callable(extra) else extra)}
             _merge(archs, _parse(extra, f"entry point '{ep.name}'"))
     return Registry(archs)

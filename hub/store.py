@@ -25,10 +25,11 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Iterable
+from typing import Any
 
 from filelock import FileLock
 
@@ -131,7 +132,8 @@ class Store:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
-            raise StoreError(f"{self.root}: the hub home is a file, not a folder (set MDHUB_HOME to a folder)") from None
+            raise StoreError(
+                f"{self.root}: the hub home is a file, not a folder (set MDHUB_HOME to a folder)") from None
         with self._lock:
             if self.journal_path.exists():
                 self._recover()
@@ -239,7 +241,8 @@ class Store:
     def _not_found(self, module_id: str, known: Iterable[str]) -> NotFoundError:
         known = list(known)
         close = [k for k in known if module_id.lower() in k.lower() or k.lower() in module_id.lower()]
-        hint = f"; did you mean {', '.join(close[:5])}?" if close else f" ({len(known)} modules stored; `mdhub list` shows them)"
+        hint = (f"; did you mean {', '.join(close[:5])}?" if close
+                else f" ({len(known)} modules stored; `mdhub list` shows them)")
         return NotFoundError(f"no module '{module_id}' in the store at {self.root}{hint}")
 
     def folder_of(self, module_id: str) -> Path:

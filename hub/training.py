@@ -8,22 +8,29 @@
 from __future__ import annotations
 
 import json
-import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from cards import (
-    DatasetRef, DiffusionSpec, GuidanceSpec, Interface, ModuleCard, Origin, RewardTransform, ValueStats,
+    DatasetRef,
+    DiffusionSpec,
+    GuidanceSpec,
+    Interface,
+    ModuleCard,
+    Origin,
+    RewardTransform,
+    ValueStats,
 )
 from hub.datasets import resolve_dataset
 from hub.errors import MdhubError, StoreError
 from hub.modes import DEFAULT_PAIRING, Mode, TrainingContext, training_mode_for
+from hub.module_folder import versions
 from hub.paths import home
 from hub.registry import registry
-from hub.module_folder import versions
 from hub.store import Store, StoredModule
 from modules.train.batches import RewardScale
 from modules.train.loop import TrainResult, run
@@ -61,7 +68,7 @@ def value_stats(critic, ds, reward: RewardScale | None = None, max_rows: int = 1
     idx = torch.linspace(0, n - 1, min(n, max_rows)).long()
     obs = torch.as_tensor(ds.observations)[idx]
     act = torch.as_tensor(ds.actions)[idx].clamp(-1, 1)
-    q = torch.cat([critic.q(o, a) for o, a in zip(obs.split(8192), act.split(8192))])
+    q = torch.cat([critic.q(o, a) for o, a in zip(obs.split(8192), act.split(8192), strict=True)])
     return ValueStats(mean=float(q.mean()), std=float(q.std()) if len(q) > 1 else 0.0, min=float(q.min()),
                       max=float(q.max()))
 
@@ -132,7 +139,8 @@ def _run_dir(module_id: str) -> Path:
 def algorithm_for(backbone: str, mode: Mode | None = None) -> str | None:
     """The --algo that trains `backbone` (in training mode `mode`, if given): the recipe built for that backbone when
     there is one, else a recipe of that mode for another backbone, with this one swapped in. None: no recipe."""
-    algos = [a for a, r in DIFFUSION_ALGOS.items() if mode is None or get_recipe(r).diffusion_update == mode.recipe_update]
+    algos = [a for a, r in DIFFUSION_ALGOS.items()
+             if mode is None or get_recipe(r).diffusion_update == mode.recipe_update]
     own = [a for a in algos if get_recipe(DIFFUSION_ALGOS[a]).backbone == backbone]
     return own[0] if own else (algos[0] if algos and mode is not None else None)
 
@@ -177,10 +185,12 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
     module_id = module_id or default_id("guidance", algo, ds, seed)
     fresh = refuse_existing(store, [module_id] + ([actor_id] if recipe.backbone else []), overwrite) or fresh
     torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
-    critic = build(recipe.critic_arch, "guidance", _arch_config(recipe.critic_arch, ds, recipe.critic_config, budget.hidden))
+    critic = build(recipe.critic_arch, "guidance",
+                   _arch_config(recipe.critic_arch, ds, recipe.critic_config, budget.hidden))
     model = None
     if recipe.backbone:
-        model = build(recipe.backbone, "diffusion", _arch_config(recipe.backbone, ds, recipe.backbone_config, budget.hidden))
+        model = build(recipe.backbone, "diffusion",
+                      _arch_config(recipe.backbone, ds, recipe.backbone_config, budget.hidden))
     eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and model is not None) else None
     run_dir = _run_dir(module_id)
     result = run(recipe, ds, critic=critic, model=model, seed=seed, eval_fn=eval_fn, eval_every=budget.eval_every,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -94,7 +94,7 @@ def quiet_stdout(fds: tuple[int, ...] = (1,)) -> Iterator[None]:
             except (OSError, ValueError, AttributeError):
                 pass
         _c_fflush()
-        for fd, sv in zip(fds, saved):
+        for fd, sv in zip(fds, saved, strict=True):
             os.dup2(sv, fd)
             os.close(sv)
         os.close(devnull)
@@ -201,7 +201,7 @@ def rollout(
                     f"policy_fn returned actions of shape {acts.shape}, expected {(len(live), spec.act_dim)}"
                 )
             acts = np.clip(acts, -1.0, 1.0)
-            for a, s in zip(acts, live):
+            for a, s in zip(acts, live, strict=True):
                 o, r, term, trunc, _ = envs[s].step(a)
                 returns[slot_ep[s]] += float(r)
                 obs[s] = o

@@ -38,7 +38,7 @@ def critic_values(critic, obs, act, batch_size: int = 8192, need_v: bool = True
     critic.eval()
     qs, vs = [], []
     try:
-        for o, a in zip(obs.split(batch_size), act.split(batch_size)):
+        for o, a in zip(obs.split(batch_size), act.split(batch_size), strict=True):
             qs.append(critic.q(o, a))
             if need_v:
                 vs.append(critic.v(o))

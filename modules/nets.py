@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Literal
 
 import torch
@@ -54,7 +55,8 @@ def activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation '{name}'; known: {', '.join(_ACTIVATIONS)}") from None
 
 
-def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, act: str = "relu", layer_norm: bool = False) -> nn.Sequential:
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int, act: str = "relu",
+        layer_norm: bool = False) -> nn.Sequential:
     """`layers` hidden layers of width `hidden` (optionally LayerNorm before the activation), then a linear head."""
     mods: list[nn.Module] = []
     d = in_dim
@@ -89,7 +91,7 @@ class EnsembleMLP(nn.Module):
     def __init__(self, heads: int, in_dim: int, hidden: int, out_dim: int, layers: int, act: str = "relu"):
         super().__init__()
         dims = [in_dim] + [hidden] * layers
-        self.hidden = nn.ModuleList(EnsembleLinear(heads, a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.hidden = nn.ModuleList(EnsembleLinear(heads, a, b) for a, b in pairwise(dims))
         self.out = EnsembleLinear(heads, dims[-1], out_dim)
         self.act = activation(act)
 

@@ -1,8 +1,8 @@
 """A runnable policy: a diffusion model, a sampling-time guide and a candidate selection. act(obs) -> action."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -10,8 +10,9 @@ Shapes: obs (B, obs_dim); candidates (B, N, x_dim); actions (B, act_dim).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal, Protocol
+from typing import Literal, Protocol
 
 import torch
 
@@ -134,7 +135,8 @@ class SelfWeightGuide:
         g = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
         return eps.detach() - self.rho * s.f_sqrt_1m_abar[i] * g
 
-    def weight_estimate(self, z: torch.Tensor, eps: torch.Tensor, sqrt_1m_abar: float, sqrt_abar: float) -> torch.Tensor:
+    def weight_estimate(self, z: torch.Tensor, eps: torch.Tensor, sqrt_1m_abar: float,
+                        sqrt_abar: float) -> torch.Tensor:
         """Tweedie estimate of the clean weight. z, eps: (M, x_dim) -> (M,)"""
         return ((z[:, -1] - sqrt_1m_abar * eps[:, -1]) / sqrt_abar).clamp(self.w_min, 1.0)
 
@@ -163,7 +165,8 @@ def select(cands: torch.Tensor, scores: torch.Tensor | None, rule: SelectionRule
     if rule == "argmax":
         idx = scores.argmax(dim=1)
     elif rule == "softmax":
-        idx = torch.multinomial(torch.softmax(scores / max(temperature, 1e-8), dim=1), 1, generator=generator).squeeze(1)
+        probs = torch.softmax(scores / max(temperature, 1e-8), dim=1)
+        idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
     elif rule == "expectile":
         probs = torch.where(scores > 0, expectile, 1.0 - expectile)
         idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)

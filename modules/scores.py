@@ -1,7 +1,10 @@
-"""Score functions for the candidate scorer and for gradient guidance. Each: (obs (M, obs_dim), x (M, x_dim)) -> (M,)."""
+"""Score functions for the candidate scorer and for gradient guidance.
+
+Each: (obs (M, obs_dim), x (M, x_dim)) -> (M,).
+"""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -61,10 +61,11 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 CLIENT_VERSION = "2.4.0"
@@ -144,7 +145,7 @@ class HubServer:
         self._thread: threading.Thread | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._stopping = threading.Event()
         handler = type("BoundHandler", (_Handler,), {"hub": self})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -168,7 +169,7 @@ class HubServer:
                     pass
             self._connections.clear()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

@@ -153,8 +153,8 @@ def crash_trial(root: Path, seed: int, n_ops: int = 40, max_delay_s: float = 0.4
         os.kill(proc.pid, signal.SIGKILL)
     proc.join()
     lines = log.read_text().split()
-    acked = [int(n) for word, n in zip(lines[1::2], lines[2::2]) if word == "ack"]
-    started = [int(n) for word, n in zip(lines[1::2], lines[2::2]) if word == "start"]
+    acked = [int(n) for word, n in zip(lines[1::2], lines[2::2], strict=False) if word == "ack"]
+    started = [int(n) for word, n in zip(lines[1::2], lines[2::2], strict=False) if word == "start"]
     done = (max(acked) + 1) if acked else 0
     in_flight = started[-1] if started and started[-1] >= done else None
 

@@ -6,8 +6,22 @@ import json
 import pytest
 
 from cards import (
-    CardError, DiffusionSpec, GuidanceSpec, Interface, ModuleCard, Origin, PolicySpec, ModuleRef, ValueStats,
-    RewardTransform, DatasetRef, card_from_dict, card_from_json, card_from_readme, card_json_schema, card_to_json,
+    CardError,
+    DatasetRef,
+    DiffusionSpec,
+    GuidanceSpec,
+    Interface,
+    ModuleCard,
+    ModuleRef,
+    Origin,
+    PolicySpec,
+    RewardTransform,
+    ValueStats,
+    card_from_dict,
+    card_from_json,
+    card_from_readme,
+    card_json_schema,
+    card_to_json,
     card_to_readme,
 )
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,8 @@ def test_store_commands_start_without_torch(stored, hub_home, tmp_path, args, ex
     else:
         assert report["code"] == 0, proc.stderr
         assert expect in proc.stdout, proc.stdout
-    assert heavy_imports(report["modules"]) == [], f"mdhub {' '.join(args)} imported {heavy_imports(report['modules'])[:8]}"
+    heavy = heavy_imports(report["modules"])
+    assert heavy == [], f"mdhub {' '.join(args)} imported {heavy[:8]}"
 
 
 def test_import_hub_is_lazy_and_complete(tmp_path, hub_home):
@@ -288,6 +290,6 @@ def test_no_import_cycles():
     report = []
     for comp in comps:
         cycle = shortest_cycle(graph, comp)
-        steps = ", ".join(f"{a} -> {b} (line {lines[a, b]})" for a, b in zip(cycle, cycle[1:]))
+        steps = ", ".join(f"{a} -> {b} (line {lines[a, b]})" for a, b in pairwise(cycle))
         report.append(f"{{{', '.join(comp)}}}: {steps}")
     assert not comps, f"{len(comps)} import cycle(s):\n" + "\n".join(report)

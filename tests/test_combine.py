@@ -13,12 +13,12 @@ from cards import DatasetRef, Interface
 from hub.cli import app
 from hub.combine import TrainSpec, combine, load_policy
 from hub.compat import check
-from hub.errors import CompatibilityError, IntegrityError, MdhubError, StoreError
+from hub.errors import CompatibilityError, IntegrityError, StoreError
 from hub.registry import registry
 from hub.store import Store
 from hub.training import Budget, train_diffusion, train_guidance
-from modules.scores import q_score
 from modules.sampling import score_candidates, select
+from modules.scores import q_score
 
 DATA = "toy-8gaussians"
 TINY = Budget(hidden=8, batch_size=32, checkpoint_every=0)
@@ -207,8 +207,8 @@ def test_double_guidance_and_lineage(in_world):
     store = world["store"]
     g1, g2 = world["guidance"]["iql"], world["guidance"]["idql"]
     d = world["diffusion"]["dql_mlp"]
-    pol = combine(g1, d, mode="resample", infer_guidance=g2, n_candidates=4, module_id="double", store=store,
-                  save=True, progress=False)
+    combine(g1, d, mode="resample", infer_guidance=g2, n_candidates=4, module_id="double", store=store, save=True,
+            progress=False)
     spec = store.card("double").policy
     assert spec.diffusion.sha256 == d.card.ref().sha256
     assert spec.infer_guidance.id == g2.id and spec.train_guidance.id == d.card.origin.trained_with_guidance.id

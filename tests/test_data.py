@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from modules.data import collect as collect_mod
-from modules.data.behaviour import (EXPERT_ENVS, RandomPolicy, SACPolicy, expert_file, load_expert,
-                                    parse_expert_weights, shipped_sac_path)
+from modules.data.behaviour import (
+    EXPERT_ENVS,
+    RandomPolicy,
+    SACPolicy,
+    expert_file,
+    load_expert,
+    parse_expert_weights,
+    shipped_sac_path,
+)
 from modules.data.dataset import ARRAY_KEYS, OfflineDataset, content_sha256, episode_returns
 from modules.data.errors import DatasetError, MissingDependencyError
 from modules.data.importers import from_d4rl_arrays, from_d4rl_hdf5, from_episodes, from_minari

@@ -36,7 +36,8 @@ FOLDERS = sorted(p.name for p in GOLDEN.iterdir() if p.is_dir() and (p / mg.EXPE
 def test_every_registered_architecture_has_a_golden_module():
     missing = [a for a in REGISTERED if not (GOLDEN / a / mg.EXPECTED).is_file()]
     assert not missing, (f"no golden module for {missing}: add a tiny config to tests/golden/make_golden.py "
-                         "(TINY_CONFIGS) and run `.venv/bin/python tests/golden/make_golden.py`, then commit the folder")
+                         "(TINY_CONFIGS) and run `.venv/bin/python tests/golden/make_golden.py`, then commit the "
+                         "folder")
     for a in REGISTERED:
         for name in (WEIGHTS, CARD, README):
             assert (GOLDEN / a / name).is_file(), f"tests/golden/{a}/{name} is missing"
@@ -54,7 +55,7 @@ def test_golden_module_loads_and_computes_its_expected_outputs(arch_id):
     got = mg.outputs_for(m.net, m.card.kind, inputs)
     assert sorted(got) == sorted(expected["outputs"]), f"{arch_id}: outputs {sorted(got)} != expected"
     for key, want in mg.tensors_from_json(expected["outputs"]).items():
-        torch.testing.assert_close(got[key], want, atol=ATOL, rtol=RTOL, msg=lambda m: f"{arch_id} {key}: {m}")
+        torch.testing.assert_close(got[key], want, atol=ATOL, rtol=RTOL, msg=lambda m, key=key: f"{arch_id} {key}: {m}")
 
 
 # Every registered architecture at its tiny config, plus the config variants that change the weights layout.

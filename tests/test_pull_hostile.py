@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 import typer
-
-import hub
 from typer.testing import CliRunner
 
+import hub
 from hub.cli.share import register
 from hub.remote import (
     BadResponseError,
@@ -138,7 +137,7 @@ def test_crafted_etag_or_commit_header_is_refused_before_any_write(hub_server, s
     commit = hub_server.head("alice/critic")
     gets = hub_server.count("GET", f"resolve/{commit}/{path}")
     hub_server.forge_headers(path, **forge)
-    message = refused(sandbox, BadResponseError, rf"pull alice/critic@{commit} on .*: {path}: .*refus")
+    refused(sandbox, BadResponseError, rf"pull alice/critic@{commit} on .*: {path}: .*refus")
     assert hub_server.count("GET", f"resolve/{commit}/{path}") == gets  # never downloaded
 
 

@@ -19,7 +19,14 @@ from modules.diffusion.model import DiffusionConfig, DiffusionModel
 from modules.diffusion.swg_resnet import SWGDiffusion, SWGResNetConfig
 from modules.guidance.iql import CriticConfig, IQLCritic
 from modules.labels import (
-    ACTION_CLIP, cfg_labels, cfg_targets, critic_values, exp_adv_weights, linex_weights, swg_targets, swg_weights,
+    ACTION_CLIP,
+    cfg_labels,
+    cfg_targets,
+    critic_values,
+    exp_adv_weights,
+    linex_weights,
+    swg_targets,
+    swg_weights,
 )
 from modules.sampling import CFGGuide, SelfWeightGuide, reverse_chain
 from modules.train.loop import run
@@ -277,6 +284,7 @@ def test_cli_train_swg_and_cfg():
                                   "iql-critic-toy-spiral-s0", "--steps", "20", "--hidden", "16", "--batch-size", "32"])
         assert res.exit_code == 0, res.output
         card = hub.show(f"{algo}-actor-toy-spiral-s0")
-        assert card.origin.algorithm == algo.upper() and card.origin.trained_with_guidance.id == "iql-critic-toy-spiral-s0"
+        assert card.origin.algorithm == algo.upper()
+        assert card.origin.trained_with_guidance.id == "iql-critic-toy-spiral-s0"
     res = runner.invoke(app, ["train", "diffusion", "--algo", "swg", "--dataset", "toy-spiral"])
     assert res.exit_code == 1 and "--guidance" in res.output and "Traceback" not in res.output

@@ -5,7 +5,6 @@ hub.datasets (numpy, the envs) is imported inside the commands only.
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -53,16 +52,16 @@ def _summary_lines(meta: dict) -> list[str]:
 def make_cmd(
     dataset_id: str = typer.Argument(..., metavar="ID", help="Dataset id, e.g. hopper-bullet-medium, "
                                      "halfcheetah-bullet-expert, hopper-bullet-tiny, toy-8gaussians."),
-    transitions: Optional[int] = typer.Option(None, "--transitions", "-n", min=1, help="Number of transitions "
-                                              "(default 100000; tiny 2000; toys 10000; mixed: the whole SAC replay "
-                                              "buffer). medium-expert has this many of each part. The reference "
-                                              "datasets used 1000000."),
+    transitions: int | None = typer.Option(None, "--transitions", "-n", min=1, help="Number of transitions "
+                                           "(default 100000; tiny 2000; toys 10000; mixed: the whole SAC replay "
+                                           "buffer). medium-expert has this many of each part. The reference "
+                                           "datasets used 1000000."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of env resets and policy noise: same seed, same data "
                              "(same sha256)."),
     force: bool = typer.Option(False, "--force", "-f", help="Remake the dataset even if the store has it (replacing "
                                "it; stored modules trained on replaced data are named)."),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Worker processes stepping envs "
-                                          "(default: up to 2 for 10000+ transitions). Does not change the data."),
+    workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Worker processes stepping envs "
+                                       "(default: up to 2 for 10000+ transitions). Does not change the data."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Make a dataset (with a progress bar) and save it to the store.
@@ -77,7 +76,8 @@ def make_cmd(
         typer.echo(f"{dataset_id} is already in the store, kept (use --force to remake): {out.path}")
         if out.trained_on:
             typer.echo(f"  {len(out.trained_on)} stored module(s) were trained on it: "
-                       f"{store.format_ids(out.trained_on)} (a remake with different content leaves them naming data no longer in the store)")
+                       f"{store.format_ids(out.trained_on)} (a remake with different content leaves them naming "
+                       "data no longer in the store)")
         return
     info = store.dataset_info(dataset_id)
     verb = {"made": "made", "unchanged": "remade (same content, sha256 unchanged)",
@@ -99,11 +99,10 @@ def list_cmd(
 ) -> None:
     """List the datasets in the store with their size and returns."""
     if available:
+        from modules.data.behaviour import EXPERT_ENVS
         from modules.data.make import QUALITIES, availability
         from modules.data.toy import TOY_NAMES
         from modules.envs import ENVS
-
-        from modules.data.behaviour import EXPERT_ENVS
 
         def why(env: str, quality: str) -> str:
             reasons = []

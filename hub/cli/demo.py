@@ -1,8 +1,6 @@
 """`mdhub demo`: the main job on an embedded default (hub/demo.py), imported when the command runs."""
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -14,7 +12,7 @@ from hub.cli.errors import handles_errors
 @handles_errors
 def demo_cmd(
     quick: bool = typer.Option(False, "--quick", help="A smaller run (about a minute) that checks everything works."),
-    episodes: Optional[int] = typer.Option(None, "--episodes", help="Evaluation episodes per recombination."),
+    episodes: int | None = typer.Option(None, "--episodes", help="Evaluation episodes per recombination."),
     prefix: str = typer.Option("demo", "--prefix", help="Id prefix of the modules the demo stores."),
 ) -> None:
     """The main job on an embedded default: make a small hopper dataset, train two guidance modules and two diffusion

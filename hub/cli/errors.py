@@ -12,7 +12,8 @@ neither torch nor the envs.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from rich.text import Text

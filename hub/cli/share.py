@@ -5,8 +5,6 @@ hub.sharing (huggingface_hub, torch) is imported inside the commands only.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from hub.cli.errors import handles_errors
@@ -34,10 +32,10 @@ PULL_HELP = (
 def push_cmd(
     module: str = typer.Argument(..., metavar="ID", help="A store id (see `mdhub list`) or a module folder path."),
     repo: str = typer.Argument(..., metavar="REPO_ID", help=REPO_HELP),
-    revision: Optional[str] = typer.Option(
+    revision: str | None = typer.Option(
         None, "--revision", "-r", help="Branch to push to (default main; created from main if new)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private (if it is new)."),
-    message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
 ) -> None:
     """Push a module to a repository in one commit."""
     from hub.sharing import push
@@ -53,7 +51,7 @@ def push_cmd(
 def pull_cmd(
     repo: str = typer.Argument(..., metavar="REPO_ID[@REVISION]",
                                help=REPO_HELP + " REVISION: a branch or a full commit id (default main)."),
-    local_id: Optional[str] = typer.Option(None, "--id", help="Store the module under this id (default: its own)."),
+    local_id: str | None = typer.Option(None, "--id", help="Store the module under this id (default: its own)."),
     force: bool = typer.Option(False, "--force", help="Replace a different module already stored under that id."),
 ) -> None:
     """Pull a module (and a policy's parts) into the local store."""
@@ -77,5 +75,5 @@ def register(app: typer.Typer) -> None:
     """Add push and pull to `app`."""
     app.command("push", help=PUSH_HELP,
                 short_help="Push a module to a Hub repository (or a folder) in one commit.")(push_cmd)
-    app.command("pull", help=PULL_HELP,
-                short_help="Pull a module (and a policy's parts) into the store, verified, pinned to a commit.")(pull_cmd)
+    app.command("pull", help=PULL_HELP, short_help="Pull a module (and a policy's parts) into the store, verified, "
+                "pinned to a commit.")(pull_cmd)

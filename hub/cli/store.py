@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Optional
 
 import typer
 from rich.markup import escape
@@ -15,7 +14,7 @@ from hub.cli.errors import handles_errors
 
 @handles_errors
 def list_cmd(
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List the modules in the local store."""
@@ -65,14 +64,16 @@ def show_cmd(
         ("config", json.dumps(card.config, sort_keys=True)),
     ]
     if o.trained_with_guidance:
-        rows.append(("trained with guidance", f"{o.trained_with_guidance.id} ({(o.trained_with_guidance.sha256 or '-')[:12]})"))
+        tg = o.trained_with_guidance
+        rows.append(("trained with guidance", f"{tg.id} ({(tg.sha256 or '-')[:12]})"))
     if card.guidance:
         g = card.guidance
         rows += [
             ("provides", ", ".join(g.provides)),
             ("Q heads / reduction", f"{g.q_heads} / {g.reduction}"),
             ("discount / expectile", f"{g.discount} / {g.expectile}"),
-            ("reward transform", f"{g.reward_transform.kind}: r' = {g.reward_transform.scale:.4g} r + {g.reward_transform.shift:.4g}"),
+            ("reward transform", f"{g.reward_transform.kind}: r' = {g.reward_transform.scale:.4g} r + "
+                                 f"{g.reward_transform.shift:.4g}"),
         ]
         if g.value_stats:
             v = g.value_stats
@@ -107,7 +108,7 @@ def show_cmd(
 
 @handles_errors
 def registry_cmd(
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
 ) -> None:
     """List the architectures this hub can build, and their capabilities; then the guidance modes (plug-ins
     included) with their phases, what they need from a guidance and their settings."""

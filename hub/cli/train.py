@@ -5,7 +5,7 @@ Those (and torch) are imported inside the commands only.
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional, get_args
+from typing import get_args
 
 import typer
 from rich.markup import escape
@@ -35,13 +35,14 @@ def _print_stored(modules) -> None:
 @handles_errors
 def train_guidance_cmd(
     algo: str = typer.Option(..., "--algo", help="iql | idql (policy-free TD) | dql (joint: stores critic AND actor)."),
-    dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. hopper-bullet-medium)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Gradient steps (default: the recipe's)."),
+    dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. "
+                                "hopper-bullet-medium)."),
+    steps: int | None = typer.Option(None, "--steps", help="Gradient steps (default: the recipe's)."),
     seed: int = typer.Option(0, "--seed"),
-    module_id: Optional[str] = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
-                                            "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden width (default: the architecture's, 256)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
+                                         "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
+    hidden: int | None = typer.Option(None, "--hidden", help="Hidden width (default: the architecture's, 256)."),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
     force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
                                "stored policies reference)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
@@ -62,13 +63,13 @@ def train_diffusion_cmd(
                              "data; one model over (action, weight), self-guided) | cfg (advantage-sign labels; "
                              "classifier-free guidance)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list`."),
-    guidance: Optional[str] = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training)."),
+    guidance: str | None = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training)."),
     joint: bool = typer.Option(False, "--joint", help="Train DQL's critic and actor together instead."),
-    steps: Optional[int] = typer.Option(None, "--steps"),
+    steps: int | None = typer.Option(None, "--steps"),
     seed: int = typer.Option(0, "--seed"),
-    module_id: Optional[str] = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
-    hidden: Optional[int] = typer.Option(None, "--hidden"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+    module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
+    hidden: int | None = typer.Option(None, "--hidden"),
+    batch_size: int | None = typer.Option(None, "--batch-size"),
     force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
                                "stored policies reference)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
@@ -79,9 +80,8 @@ def train_diffusion_cmd(
     """Train a diffusion policy: under a frozen guidance (--guidance ID), jointly (--joint), or BC-only (idql).
 
     swg and cfg need --guidance: it labels the data (a Q-only guidance gets a V fitted to it first)."""
-    from hub.training import Budget, train_diffusion
-
     from hub.evaluation import curve_evaluator
+    from hub.training import Budget, train_diffusion
 
     factory = curve_evaluator(eval_episodes) if eval_every else None
     _print_stored(train_diffusion(algo, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
@@ -123,29 +123,29 @@ def check_cmd(
 
 @handles_errors
 def combine_cmd(
-    guidance: Optional[str] = typer.Option(None, "--guidance", "-g", help="Guidance id (training guidance of record; "
-                                           "also the sampling one unless --infer-guidance)."),
+    guidance: str | None = typer.Option(None, "--guidance", "-g", help="Guidance id (training guidance of record; "
+                                        "also the sampling one unless --infer-guidance)."),
     diffusion: str = typer.Option(..., "--diffusion", "-d", help="Diffusion module id, or with --train a backbone "
                                   "architecture id (see `mdhub registry`)."),
-    infer_guidance: Optional[str] = typer.Option(None, "--infer-guidance", help="Another guidance for sampling "
-                                                 "(double guidance)."),
+    infer_guidance: str | None = typer.Option(None, "--infer-guidance", help="Another guidance for sampling "
+                                              "(double guidance)."),
     mode: SamplingModeChoice = typer.Option("resample", "--mode", help="Sampling mode (the mode table; "  # type: ignore[valid-type]
                                             "`mdhub registry` describes each)."),
-    candidates: Optional[int] = typer.Option(None, "--candidates", "-N", help="Candidates per state (resample, "
-                                             "self, cfg; default 50)."),
-    rule: Optional[RuleChoice] = typer.Option(None, "--rule", help="How one candidate is kept (resample, self, "  # type: ignore[valid-type]
-                                              "cfg; default argmax)."),
-    rho: Optional[float] = typer.Option(None, "--rho", help="Guidance scale (gradient, self; default 1)."),
-    w: Optional[float] = typer.Option(None, "--w", help="CFG weight (cfg; default 1.2)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling noise scale (0: "
-                                                "deterministic; default 1)."),
+    candidates: int | None = typer.Option(None, "--candidates", "-N", help="Candidates per state (resample, "
+                                          "self, cfg; default 50)."),
+    rule: RuleChoice | None = typer.Option(None, "--rule", help="How one candidate is kept (resample, self, "  # type: ignore[valid-type]
+                                           "cfg; default argmax)."),
+    rho: float | None = typer.Option(None, "--rho", help="Guidance scale (gradient, self; default 1)."),
+    w: float | None = typer.Option(None, "--w", help="CFG weight (cfg; default 1.2)."),
+    temperature: float | None = typer.Option(None, "--temperature", help="Sampling noise scale (0: "
+                                             "deterministic; default 1)."),
     train: bool = typer.Option(False, "--train", help="Train the diffusion part under the frozen guidance first."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset for --train."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset for --train."),
     steps: int = typer.Option(5000, "--steps", help="Training steps for --train."),
-    hidden: Optional[int] = typer.Option(None, "--hidden", help="Hidden width for --train."),
+    hidden: int | None = typer.Option(None, "--hidden", help="Hidden width for --train."),
     seed: int = typer.Option(0, "--seed"),
     eval_episodes: int = typer.Option(0, "--eval-episodes", help="Evaluate the result over N episodes."),
-    module_id: Optional[str] = typer.Option(None, "--id", help="Store id of the resulting policy card."),
+    module_id: str | None = typer.Option(None, "--id", help="Store id of the resulting policy card."),
     force: bool = typer.Option(False, "--force", help="Replace different modules already stored under the ids."),
 ) -> None:
     """Recombine a guidance with a diffusion policy: check, (train), (evaluate), and store a policy card.

@@ -16,7 +16,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import sys
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -131,7 +132,7 @@ class SamplingConfig:
         object.__setattr__(self, "params", params)
 
     @classmethod
-    def from_card(cls, mode: str, settings: dict[str, Any], source: str = "policy card") -> "SamplingConfig":
+    def from_card(cls, mode: str, settings: dict[str, Any], source: str = "policy card") -> SamplingConfig:
         """From a stored policy card's `mode` and `params` (settings older cards stored for every mode dropped)."""
         m = get_mode(mode, "sampling")
         declared = set(m.params.model_fields)

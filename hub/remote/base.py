@@ -4,9 +4,10 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, Union, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from hub.remote.errors import RemoteError, RemoteTimeoutError
 from hub.remote.refs import BackendName
@@ -31,7 +32,7 @@ class Deadline:
         self.at = time.monotonic() + self.seconds
 
     @classmethod
-    def of(cls, value: "Deadline | float | None" = None) -> "Deadline":
+    def of(cls, value: Deadline | float | None = None) -> Deadline:
         if isinstance(value, Deadline):
             return value
         if value is None:
@@ -65,7 +66,7 @@ class Deadline:
             raise self.error(what)
 
 
-DeadlineLike = Union[Deadline, float, None]
+DeadlineLike = Deadline | float | None
 
 
 @dataclass(frozen=True)

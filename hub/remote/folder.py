@@ -20,14 +20,14 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from filelock import FileLock
 
-from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
 from hub.atomic import fsync_write
+from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
 from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
 from hub.remote.refs import COMMIT_ID, check_revision, parse_repo_ref
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from hub.remote.base import Deadline
 from hub.remote.errors import BadResponseError

@@ -45,7 +45,7 @@ class RepoRef:
     revision: str | None = None
     root: Path | None = None
 
-    def with_revision(self, revision: str | None) -> "RepoRef":
+    def with_revision(self, revision: str | None) -> RepoRef:
         return replace(self, revision=revision)
 
     @property
@@ -58,11 +58,11 @@ class RepoRef:
         base = f"hf://{self.repo_id}" if self.backend == "hf" else f"file://{self.root}::{self.repo_id}"
         return f"{base}@{self.revision}" if self.revision else base
 
-    def same_place(self, other: "RepoRef") -> bool:
+    def same_place(self, other: RepoRef) -> bool:
         """True when both live on the same backend (and, for folders, under the same root)."""
         return self.backend == other.backend and self.root == other.root
 
-    def relative_to(self, base: "RepoRef") -> str:
+    def relative_to(self, base: RepoRef) -> str:
         """The shortest text that `parse_repo_ref(text, base)` turns back into this repository (no revision)."""
         return self.repo_id if self.same_place(base) else self.repo
 

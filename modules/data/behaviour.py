@@ -71,7 +71,7 @@ class MLPPolicy:
         """The last layer's output before squashing: ``(B, d_out)`` float32."""
         x = np.asarray(obs, dtype=np.float32)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = x @ w
             x += b
             if i < last:
@@ -221,7 +221,7 @@ class SACPolicy:
 
     @classmethod
     def load(cls, path: str | Path, deterministic: bool = True, seed: int = 0,
-             env: str | EnvSpec | None = None) -> "SACPolicy":
+             env: str | EnvSpec | None = None) -> SACPolicy:
         """Read ``path`` (safetensors, keys ``trunk.0.weight`` ... ``head.bias``) and its ``.json`` sidecar."""
         from safetensors import SafetensorError
         from safetensors.numpy import load_file

@@ -27,9 +27,10 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def episode_bounds(terminals: np.ndarray, timeouts: np.ndarray) -> list[tuple[in
     """Half-open row ranges ``[start, end)`` of the finished episodes (the unfinished tail is left out)."""
     ends = np.flatnonzero(np.asarray(terminals) | np.asarray(timeouts))
     starts = np.concatenate([[0], ends[:-1] + 1]) if len(ends) else np.zeros(0, dtype=np.int64)
-    return [(int(s), int(e) + 1) for s, e in zip(starts, ends)]
+    return [(int(s), int(e) + 1) for s, e in zip(starts, ends, strict=True)]
 
 
 def episode_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.ndarray) -> np.ndarray:
@@ -227,14 +228,14 @@ class OfflineDataset:
         dataset_id: str | None = None,
         extra: Mapping[str, Any] | None = None,
         source: str = "arrays",
-    ) -> "OfflineDataset":
+    ) -> OfflineDataset:
         """Validate (and cast) ``arrays`` and attach freshly computed metadata."""
         checked = validate_arrays(arrays, source=source, coerce=True)
         return cls(**checked, metadata=build_metadata(checked, env, policy, seed, dataset_id, extra))
 
     @classmethod
-    def concatenate(cls, parts: list["OfflineDataset"], dataset_id: str | None, policy: str,
-                    seed: int | None, extra: Mapping[str, Any] | None = None) -> "OfflineDataset":
+    def concatenate(cls, parts: list[OfflineDataset], dataset_id: str | None, policy: str,
+                    seed: int | None, extra: Mapping[str, Any] | None = None) -> OfflineDataset:
         """Join datasets of the same task row-wise (e.g. medium + expert); an unfinished tail of a part is closed
         with a timeout so episodes do not run across parts."""
         if not parts:
@@ -315,7 +316,7 @@ class OfflineDataset:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "OfflineDataset":
+    def load(cls, path: str | Path, verify: bool = True) -> OfflineDataset:
         """Read a file written by `save`; check keys, shapes, dtypes and (with ``verify``) the content sha256.
 
         Raises `DatasetError` naming the file and the problem for a missing, truncated or foreign file.

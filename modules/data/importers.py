@@ -11,8 +11,9 @@ reward of row i in row i + 1: pass ``reward_shift=1`` to realign them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -175,7 +175,7 @@ def make_mixed(did: DatasetId, n: int | None, seed: int, progress: bool, workers
     total = DEFAULT_TRANSITIONS["medium"] if n is None else int(n)
     shares = [total // len(ckpts) + (1 if i < total % len(ckpts) else 0) for i in range(len(ckpts))]
     parts = []
-    for i, (ck, share) in enumerate(zip(ckpts, shares)):
+    for i, (ck, share) in enumerate(zip(ckpts, shares, strict=True)):
         if share <= 0:
             continue
         spec = PolicySpec("sac", did.env, str(ck), deterministic=False)

@@ -5,8 +5,8 @@ entropy tuning with target entropy ``-act_dim``; trained online, one gradient st
 ``start_steps`` uniform-random steps, until the deterministic policy's evaluation reaches the task's target return
 (hopper 1000, halfcheetah 800, ant 700, walker2d 1300) or a step budget runs out. "Reached" means: the mean
 return of ``eval_episodes`` (10) deterministic evaluation episodes with fixed reset seeds is at least the target
-(a single lucky episode, the literal reference criterion, gives a fragile policy on hopper). The final deterministic policy
-gives ``medium`` and the replay buffer gives ``mixed``.
+(a single lucky episode, the literal reference criterion, gives a fragile policy on hopper). The final deterministic
+policy gives ``medium`` and the replay buffer gives ``mixed``.
 
 The actor is saved as safetensors (keys ``trunk.0.weight`` ... ``head.bias``, see `Actor`) with a JSON sidecar;
 `modules.data.behaviour.SACPolicy` runs a saved actor in numpy. No pickle anywhere.
@@ -21,6 +21,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +101,7 @@ class TwinCritic(nn.Module):
         dims = [obs_dim + act_dim, hidden, hidden, 1]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for i, (din, dout) in enumerate(zip(dims[:-1], dims[1:])):
+        for din, dout in pairwise(dims):
             w = torch.empty(n, din, dout)
             b = torch.empty(n, 1, dout)
             for k in range(n):  # same init as nn.Linear
@@ -113,7 +114,7 @@ class TwinCritic(nn.Module):
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, act], dim=-1).unsqueeze(0).expand(len(self.weights[0]), -1, -1)
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b, x, w)
             if i < last:
                 x = F.relu(x)
@@ -207,7 +208,7 @@ class SACAgent:
         self.alpha_opt.step()
 
         with torch.no_grad():
-            for p, pt in zip(self.critic.parameters(), self.critic_target.parameters()):
+            for p, pt in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
                 pt.lerp_(p, self.cfg.tau)
         return {"critic_loss": critic_loss.item(), "actor_loss": actor_loss.item(), "alpha": alpha.item()}
 

@@ -78,4 +78,5 @@ def make_toy_dataset(name: str, n: int = 10_000, seed: int = 0, obs_dim: int = 1
         "timeouts": np.zeros(n, dtype=bool),
     }
     return OfflineDataset.from_arrays(arrays, env=f"toy-{key}", policy=f"toy-{key}-behaviour", seed=seed,
-                                      dataset_id=f"toy-{key}", extra={"reward": f"modules.data.toy.toy_reward('{key}')"})
+                                      dataset_id=f"toy-{key}",
+                                      extra={"reward": f"modules.data.toy.toy_reward('{key}')"})

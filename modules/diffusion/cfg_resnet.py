@@ -25,7 +25,7 @@ class CFGResNetConfig(LNResNetConfig):
     value_clip: float = Field(default=3.0, gt=0.0, description="Standardised values are clipped to +-value_clip.")
 
     @model_validator(mode="after")
-    def _cond(self) -> "CFGResNetConfig":
+    def _cond(self) -> CFGResNetConfig:
         want = COND_DIMS[self.label]
         if self.cond_dim != want:
             if "cond_dim" in self.model_fields_set:

@@ -65,11 +65,13 @@ class DiffusionModel(nn.Module):
 
     # --- to be provided by a backbone ---------------------------------------------------------------------------
     def denoiser(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """x: (B, x_dim), t: (B,) long in [0, T), obs: (B, obs_dim) normalised, cond: (B, cond_dim)|None -> (B, x_dim)"""
+        """x: (B, x_dim), t: (B,) long in [0, T), obs: (B, obs_dim) normalised, cond: (B, cond_dim)|None
+        -> (B, x_dim)"""
         raise NotImplementedError
 
     # --- shared --------------------------------------------------------------------------------------------------
-    def eps(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def eps(self, x: torch.Tensor, t: torch.Tensor, obs: torch.Tensor,
+            cond: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted noise. obs is raw (normalised here). -> (B, x_dim)"""
         if self.cfg.cond_dim and cond is None:
             cond = x.new_zeros(x.shape[0], self.cfg.cond_dim)

@@ -23,7 +23,7 @@ class SWGResNetConfig(LNResNetConfig):
     weight_beta: float = Field(default=3.0, gt=0.0, description="Inverse temperature of 'exp' / 'linex' weights.")
 
     @model_validator(mode="after")
-    def _weight_dim(self) -> "SWGResNetConfig":
+    def _weight_dim(self) -> SWGResNetConfig:
         if self.x_dim is None:
             self.x_dim = self.act_dim + 1
         if self.x_dim != self.act_dim + 1:

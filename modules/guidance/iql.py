@@ -39,7 +39,8 @@ class IQLCritic(nn.Module):
         self.obs_norm = ObsNormalizer(cfg.obs_dim)
         self.q_net = EnsembleMLP(cfg.q_heads, cfg.obs_dim + cfg.act_dim, cfg.hidden, 1, cfg.layers, cfg.activation)
         self.v_net = (
-            mlp(cfg.obs_dim, cfg.hidden, 1, cfg.layers, cfg.activation, layer_norm=cfg.v_layer_norm) if cfg.with_v else None
+            mlp(cfg.obs_dim, cfg.hidden, 1, cfg.layers, cfg.activation, layer_norm=cfg.v_layer_norm)
+            if cfg.with_v else None
         )
 
     @property

@@ -5,9 +5,10 @@ import hashlib
 import json
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,8 +17,17 @@ from tqdm.auto import tqdm
 from modules.diffusion.model import DiffusionModel
 from modules.guidance.iql import IQLCritic
 from modules.train.batches import Batches, RewardScale, reward_scale_for
-from modules.train.checkpoint import (CheckpointError, CheckpointMismatch, aside_path, impossible,  # noqa: F401
-                                      legacy_entries, load_checkpoint, move_aside, move_legacy_aside, save_checkpoint)
+from modules.train.checkpoint import (  # noqa: F401
+    CheckpointError,
+    CheckpointMismatch,
+    aside_path,
+    impossible,
+    legacy_entries,
+    load_checkpoint,
+    move_aside,
+    move_legacy_aside,
+    save_checkpoint,
+)
 from modules.train.recipes import Recipe
 from modules.train.updates import DiffusionUpdate, DQLCriticUpdate, IQLUpdate, TargetFn, default_targets
 
@@ -96,7 +106,8 @@ def _optimizer_problem(where: str, saved: Any, opt: torch.optim.Optimizer) -> st
     if [len(g.get("params", [])) for g in groups] != [len(g) for g in live]:
         return (f"{where} has parameter groups of sizes {[len(g.get('params', [])) for g in groups]}, the run's "
                 f"optimizer {[len(g) for g in live]}")
-    params = {pid: p for g, lg in zip(groups, live) for pid, p in zip(g["params"], lg)}
+    params = {pid: p for g, lg in zip(groups, live, strict=True)
+              for pid, p in zip(g["params"], lg, strict=True)}
     for pid, st in saved["state"].items():
         if pid not in params or not isinstance(st, dict):
             return f"{where} has state for an unknown parameter {pid!r}"

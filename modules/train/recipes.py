@@ -43,7 +43,7 @@ class Recipe(BaseModel):
     cosine_lr: bool = False
     weight_decay: float = 0.0
 
-    def with_overrides(self, **changes: Any) -> "Recipe":
+    def with_overrides(self, **changes: Any) -> Recipe:
         return self.model_validate({**self.model_dump(), **{k: v for k, v in changes.items() if v is not None}})
 
 

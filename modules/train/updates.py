@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     """target <- (1 - tau) target + tau online, for parameters (buffers are copied)."""
     tp, op = list(target.parameters()), list(online.parameters())
     torch._foreach_lerp_(tp, op, tau)
-    for tb, ob in zip(target.buffers(), online.buffers()):
+    for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
 
 
@@ -64,7 +64,9 @@ class IQLUpdate:
         return {"critic": self.critic.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict()}
 
     def load(self, s: dict) -> None:
-        self.critic.load_state_dict(s["critic"]), self.target.load_state_dict(s["target"]), self.opt.load_state_dict(s["opt"])
+        self.critic.load_state_dict(s["critic"])
+        self.target.load_state_dict(s["target"])
+        self.opt.load_state_dict(s["opt"])
 
 
 class DQLCriticUpdate:
@@ -94,7 +96,9 @@ class DQLCriticUpdate:
         return {"critic": self.critic.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict()}
 
     def load(self, s: dict) -> None:
-        self.critic.load_state_dict(s["critic"]), self.target.load_state_dict(s["target"]), self.opt.load_state_dict(s["opt"])
+        self.critic.load_state_dict(s["critic"])
+        self.target.load_state_dict(s["target"])
+        self.opt.load_state_dict(s["opt"])
 
 
 def default_targets(b: dict[str, torch.Tensor]):

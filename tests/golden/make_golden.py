@@ -29,7 +29,14 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 from cards import (  # noqa: E402
-    DatasetRef, DiffusionSpec, GuidanceSpec, Interface, ModuleCard, Origin, RewardTransform, ValueStats,
+    DatasetRef,
+    DiffusionSpec,
+    GuidanceSpec,
+    Interface,
+    ModuleCard,
+    Origin,
+    RewardTransform,
+    ValueStats,
 )
 
 GOLDEN_DIR = Path(__file__).resolve().parent
