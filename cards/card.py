@@ -6,11 +6,11 @@ a path, a code reference or an oversized payload.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-FORMAT_VERSION = 1
+FORMAT_VERSION: Final = 1
 
 ModuleId = Annotated[
     str,

@@ -7,13 +7,16 @@ capped (the limits of `cards.io`), then full card validation.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import yaml
 
 from cards.card import ModuleCard
 from cards.errors import CardError
 from cards.io import MAX_DEPTH, MAX_NUMBER_CHARS, card_from_dict
+
+_T = TypeVar("_T")
 
 LIBRARY_NAME = "mdhub"
 MAX_README_BYTES = 1_000_000
@@ -27,13 +30,13 @@ class _NoAliasSafeLoader(yaml.SafeLoader):
     """SafeLoader that refuses anchors/aliases (they allow exponential expansion), over-long number literals (an int
     of thousands of digits is slow to convert, and over 4300 digits int() raises) and nesting deeper than MAX_DEPTH."""
 
-    def fetch_alias(self) -> None:  # type: ignore[override]
+    def fetch_alias(self) -> None:
         raise _Refused("YAML aliases are not allowed in a model card's front matter")
 
-    def fetch_anchor(self) -> None:  # type: ignore[override]
+    def fetch_anchor(self) -> None:
         raise _Refused("YAML anchors are not allowed in a model card's front matter")
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         depth = getattr(self, "_mdhub_depth", 0)
         if depth > MAX_DEPTH:
             raise _Refused(f"the front matter is nested more than {MAX_DEPTH} levels deep")
@@ -43,16 +46,16 @@ class _NoAliasSafeLoader(yaml.SafeLoader):
         finally:
             self._mdhub_depth = depth
 
-    def _number(self, node: Any, construct: Any) -> Any:
+    def _number(self, node: yaml.ScalarNode, construct: Callable[[yaml.SafeLoader, yaml.ScalarNode], _T]) -> _T:
         if len(str(node.value)) > MAX_NUMBER_CHARS:
             raise _Refused(f"a number of {len(str(node.value))} characters (at most {MAX_NUMBER_CHARS}) at line "
                            f"{node.start_mark.line + 1}")
         return construct(self, node)
 
-    def _int(self, node: Any) -> Any:
+    def _int(self, node: yaml.ScalarNode) -> int:
         return self._number(node, yaml.SafeLoader.construct_yaml_int)
 
-    def _float(self, node: Any) -> Any:
+    def _float(self, node: yaml.ScalarNode) -> float:
         return self._number(node, yaml.SafeLoader.construct_yaml_float)
 
 
