@@ -1,6 +1,8 @@
 """Adapters that make a guidance fit a mode soundly. fit_v: V(s) fitted to a Q-only critic by expectile regression."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from hub.errors import CompatibilityError
@@ -8,15 +10,21 @@ from hub.registry import registry
 from hub.store import Store, StoredModule
 from modules.train.updates import expectile_loss
 
+if TYPE_CHECKING:
+    from modules.data.dataset import OfflineDataset
 
-def fit_v(g: StoredModule, store: Store | None = None, dataset=None, steps: int = 2000, batch_size: int = 256,
-          lr: float = 3e-4, seed: int = 0, progress: bool = False) -> StoredModule:
+
+def fit_v(g: StoredModule, store: Store | None = None, dataset: OfflineDataset | str | None = None, steps: int = 2000,
+          batch_size: int = 256, lr: float = 3e-4, seed: int = 0, progress: bool = False) -> StoredModule:
     """A copy of guidance `g` with a V head fitted to its frozen Q: L = expectile(Q(s, a) - V(s)) on its dataset.
     Stored as '<id>-fitted-v' with `v_fitted: true` on its card (reused when already there and current)."""
     from hub.datasets import resolve_dataset
 
     store = store or Store()
     card = g.card
+    spec = card.guidance
+    if spec is None:
+        raise CompatibilityError(f"cannot fit V to '{card.id}': it is a {card.kind} module, not a guidance module")
     new_id = f"{card.id}-fitted-v"[:96]
     if store.contains(new_id):
         existing = store.load(new_id)
@@ -37,7 +45,7 @@ def fit_v(g: StoredModule, store: Store | None = None, dataset=None, steps: int 
     obs = torch.as_tensor(ds.observations)
     act = torch.as_tensor(ds.actions).clamp(-1, 1)
     opt = torch.optim.Adam(net.v_net.parameters(), lr=lr)
-    tau = card.guidance.expectile or 0.7
+    tau = spec.expectile or 0.7
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):
         idx = torch.randint(0, len(obs), (batch_size,), generator=gen)
@@ -50,7 +58,7 @@ def fit_v(g: StoredModule, store: Store | None = None, dataset=None, steps: int 
     net.eval()
     new_card = card.model_copy(update={
         "id": new_id, "config": net.cfg.model_dump(mode="json"), "files": [], "hub_source": None,
-        "guidance": card.guidance.model_copy(update={"provides": ["q", "v"], "v_fitted": True, "expectile": tau}),
+        "guidance": spec.model_copy(update={"provides": ["q", "v"], "v_fitted": True, "expectile": tau}),
         "origin": card.origin.model_copy(update={"trained_with_guidance": card.ref()}),
         "description": f"'{card.id}' with V(s) fitted to its Q by expectile regression (tau {tau}, {steps} steps).",
     })

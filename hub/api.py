@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cards import ModuleCard
-from hub.store import Store, StoredModule, save_folder
+from hub.store import IndexEntry, Store, StoredModule, save_folder
+
+if TYPE_CHECKING:
+    from hub.compat import Report
 
 
 def load(ref: str | Path, store: Store | None = None) -> StoredModule:
@@ -25,7 +28,7 @@ def save(net: Any, card: ModuleCard, path: str | Path | None = None, store: Stor
     return (store or Store()).save(net, card, overwrite=overwrite)
 
 
-def list_modules(kind: str | None = None, store: Store | None = None):
+def list_modules(kind: str | None = None, store: Store | None = None) -> list[IndexEntry]:
     """Index entries of the stored modules, optionally of one kind."""
     if kind is not None and kind not in ("guidance", "diffusion", "policy"):
         from hub.errors import MdhubError
@@ -39,13 +42,15 @@ def show(ref: str | Path, store: Store | None = None) -> ModuleCard:
     return (store or Store()).card(ref)
 
 
-def check(guidance: str | Path | None, diffusion: str | Path, mode: str = "resample", store: Store | None = None):
+def check(guidance: str | Path | None, diffusion: str | Path, mode: str = "resample",
+          store: Store | None = None) -> Report:
     """Compatibility report of a stored guidance with a stored diffusion module (or a backbone architecture id)."""
     from hub.compat import check as check_cards
     from hub.registry import registry
 
     store = store or Store()
     g = store.card(guidance) if guidance is not None else None
+    d: ModuleCard | str
     if isinstance(diffusion, str) and not store.contains(diffusion) and diffusion in registry().architectures:
         d = diffusion
     else:

@@ -13,7 +13,8 @@ reverse chain and the candidate scorer are shared (modules.sampling). Evaluation
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,7 +61,17 @@ def sampling_config(mode: str, settings: dict[str, Any]) -> SamplingConfig:
 
 def build_runtime(cfg: SamplingConfig, d: StoredModule, g: StoredModule | None) -> Any:
     """The policy runtime of a sampling mode: the mode table's builder, with the mode's validated settings."""
-    return cfg.spec.build(d, g, cfg.params)
+    build = cfg.spec.build
+    assert build is not None  # the mode table refuses a sampling mode without `build`
+    return build(d, g, cfg.params)
+
+
+@overload
+def _module(x: str | StoredModule, store: Store) -> StoredModule: ...
+
+
+@overload
+def _module(x: str | StoredModule | None, store: Store) -> StoredModule | None: ...
 
 
 def _module(x: str | StoredModule | None, store: Store) -> StoredModule | None:
@@ -197,19 +208,27 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
     return d, report
 
 
-def _verify_part(ref: ModuleRef, store: Store, role: str, policy_id: str) -> StoredModule:
+class ModuleLoader(Protocol):
+    """What loading a policy needs from a store: modules by id or path (a Store; hub.sharing validates a pulled
+    policy through a stand-in that serves the fetched parts first)."""
+
+    def load(self, ref: str | Path) -> StoredModule: ...
+
+
+def _verify_part(ref: ModuleRef, store: ModuleLoader, role: str, policy_id: str) -> StoredModule:
     try:
         part = store.load(ref.id)
     except MdhubError as err:
         raise IntegrityError(f"policy '{policy_id}': its {role} part '{ref.id}' cannot be loaded: {err}") from None
-    have = part.card.file(WEIGHTS).sha256 if part.card.file(WEIGHTS) else None
+    weights = part.card.file(WEIGHTS)
+    have = weights.sha256 if weights else None
     if ref.sha256 and have != ref.sha256:
         raise IntegrityError(f"policy '{policy_id}': its {role} part '{ref.id}' changed: the policy card references "
                              f"sha256 {ref.sha256[:12]}..., the store has {str(have)[:12]}...")
     return part
 
 
-def load_policy(ref: str | StoredModule, store: Store | None = None) -> CombinedPolicy:
+def load_policy(ref: str | StoredModule, store: ModuleLoader | None = None) -> CombinedPolicy:
     """Load a stored policy card: load its parts, verify their sha256 (lineage), re-check, rebuild the runtime."""
     store = store or Store()
     stored = ref if isinstance(ref, StoredModule) else store.load(ref)
@@ -217,6 +236,7 @@ def load_policy(ref: str | StoredModule, store: Store | None = None) -> Combined
     if card.kind != "policy":
         raise MdhubError(f"'{card.id}' is a {card.kind} module, not a policy")
     p = card.policy
+    assert p is not None  # a policy card has its policy section (the card validates it)
     d = _verify_part(p.diffusion, store, "diffusion", card.id)
     ig = _verify_part(p.infer_guidance, store, "inference guidance", card.id) if p.infer_guidance else None
     cfg = SamplingConfig.from_card(p.mode, dict(p.params), f"policy '{card.id}'")

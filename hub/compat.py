@@ -78,6 +78,7 @@ def _diffusion_side(diffusion: ModuleCard | str) -> tuple[str, str, tuple[str, .
         if diffusion.kind != "diffusion":
             raise CompatibilityError(f"'{diffusion.id}' is a {diffusion.kind} module, not a diffusion module")
         d = diffusion.diffusion
+        assert d is not None  # a diffusion card has its diffusion section (the card validates it)
         return (diffusion.id, diffusion.architecture, tuple(d.train_guidance), tuple(d.sample_guidance),
                 diffusion.interface)
     arch = registry().get(diffusion, kind="diffusion")
@@ -123,6 +124,7 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
         report.add("guidance", "fail", f"'{guidance.id}' is a {guidance.kind} module, not a guidance module")
         return report
     g = guidance.guidance
+    assert g is not None  # a guidance card has its guidance section (the card validates it)
     provides = set(g.provides)
     if needs:
         missing = [n for n in needs if n not in provides]
@@ -159,14 +161,14 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
         report.add("env", "ok", gi.env_id or d_iface.env_id or "(unspecified)")
     gd, dd = gi.dataset, d_iface.dataset
     if gd and dd:
-        if gd.id == dd.id and (gd.sha256 == dd.sha256 or not gd.sha256 or not dd.sha256):
-            report.add("dataset", "ok", f"both trained on '{gd.id}'")
-        elif gd.id == dd.id:
+        if gd.id != dd.id:
+            report.add("dataset", "warn", f"guidance trained on '{gd.id}', diffusion on '{dd.id}' (same env): values "
+                       "may be off-distribution for the policy's actions")
+        elif gd.sha256 and dd.sha256 and gd.sha256 != dd.sha256:
             report.add("dataset", "warn", f"both name '{gd.id}' but the data differ (sha256 {gd.sha256[:12]} vs "
                        f"{dd.sha256[:12]}): regenerated with other settings?")
         else:
-            report.add("dataset", "warn", f"guidance trained on '{gd.id}', diffusion on '{dd.id}' (same env): values "
-                       "may be off-distribution for the policy's actions")
+            report.add("dataset", "ok", f"both trained on '{gd.id}'")
     else:
         report.add("dataset", "warn", "a dataset is unrecorded: identity cannot be checked")
     if (gi.action_low, gi.action_high) == (d_iface.action_low, d_iface.action_high):

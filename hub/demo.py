@@ -11,12 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.combine import combine
 from hub.store import Store
 from hub.training import Budget, train_diffusion, train_guidance
+
+if TYPE_CHECKING:
+    from modules.data.dataset import OfflineDataset
 
 
 class DemoConfig(BaseModel):
@@ -48,7 +52,7 @@ class DemoRow:
     path: str
 
 
-def _dataset(cfg: DemoConfig, say: Callable[[str], None]):
+def _dataset(cfg: DemoConfig, say: Callable[[str], None]) -> OfflineDataset:
     from hub.datasets import dataset_path, get_dataset
 
     if dataset_path(cfg.dataset).exists():
@@ -93,7 +97,7 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
     rows: list[DemoRow] = []
     say(f"recombining and evaluating ({cfg.episodes} episodes each)")
     for name, d, g, g_infer, mode in plan:
-        settings = {"n_candidates": cfg.n_candidates} if mode == "resample" else {}
+        settings: dict[str, Any] = {"n_candidates": cfg.n_candidates} if mode == "resample" else {}
         pol = combine(g, d, mode=mode, infer_guidance=g_infer, module_id=f"{p}-{name}", store=store, save=False,
                       progress=progress, **settings)
         from hub.evaluation import eval_metrics, run_episodes
@@ -103,6 +107,7 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
         pol.card = pol.card.model_copy(update={"metrics": eval_metrics(r)})
         saved = pol.save(store=store, overwrite=True)
         spec = saved.card.policy
+        assert spec is not None  # a policy card has its policy section
         rows.append(DemoRow(name, d.id, g.id if g else "-", spec.infer_guidance.id if spec.infer_guidance else "-",
                             mode, r["return_mean"], r["return_std"], r["normalized_score"], str(saved.path)))
         say(f"  {name:14} score {r['normalized_score']:7.1f}  (return {r['return_mean']:.0f} +- {r['return_std']:.0f})")

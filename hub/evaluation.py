@@ -1,7 +1,7 @@
 """Evaluation: run a diffusion module or a combined policy in its pybullet task; write the result to its card."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,11 @@ from hub.store import Store, StoredModule
 from modules.envs import UnknownEnvError, env_spec, normalized_score, rollout
 from modules.policy import GuidedPolicy
 from modules.scores import q_score
+
+if TYPE_CHECKING:
+    from hub.training import EvalFnFactory
+    from modules.data.dataset import OfflineDataset
+    from modules.train.loop import EvalFn
 
 DEFAULT_SAMPLING = {  # the references' action selection, by algorithm
     # Diffusion-QL draws 50 candidates and samples softmax(Q) over its raw target-critic Q: with Q in the hundreds,
@@ -29,12 +34,14 @@ def default_sampling(d: StoredModule, store: Store) -> tuple[SamplingConfig, Sto
     the store (with its algorithm's own selection rule), else one plain sample; models that steer themselves (SWG,
     CFG) use their own mode."""
     own = DEFAULT_SAMPLING.get(d.card.origin.algorithm)
-    if own is not None and own.spec.steers_itself and own.mode in d.card.diffusion.sample_guidance:
+    spec = d.card.diffusion
+    assert spec is not None  # a diffusion card has its diffusion section (the card validates it)
+    if own is not None and own.spec.steers_itself and own.mode in spec.sample_guidance:
         return own, None
     ref = d.card.origin.trained_with_guidance
     if ref is not None and store.contains(ref.id):
         g = store.load(ref.id)
-        if not ref.sha256 or g.card.file("model.safetensors").sha256 == ref.sha256:
+        if not ref.sha256 or g.card.ref().sha256 == ref.sha256:
             cfg = own if own is not None and own.mode == DEFAULT_PAIRING else SamplingConfig(DEFAULT_PAIRING)
             return cfg, g
     return SamplingConfig("none"), None
@@ -65,9 +72,10 @@ def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple
                              "uses it")
         p = load_policy(m, store)
     spec = p.card.policy
+    assert spec is not None  # a policy card has its policy section (the card validates it)
     cfg = SamplingConfig.from_card(spec.mode, dict(spec.params), f"policy '{p.card.id}'")
-    g = spec.infer_guidance.id if spec.infer_guidance else None
-    return p.card, p.runtime, sampling_record(cfg, g)
+    g_id = spec.infer_guidance.id if spec.infer_guidance else None
+    return p.card, p.runtime, sampling_record(cfg, g_id)
 
 
 def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 0,
@@ -99,16 +107,16 @@ def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed:
     return result
 
 
-def curve_evaluator(episodes: int = 3, n_candidates: int = 50):
+def curve_evaluator(episodes: int = 3, n_candidates: int = 50) -> EvalFnFactory:
     """eval_fn factory for learning curves (hub.training): the EMA model, resampled by the frozen guidance or the
     run's own critic when there is one, over a few episodes of the dataset's task."""
 
-    def factory(ds, g: StoredModule | None):
+    def factory(ds: OfflineDataset, g: StoredModule | None) -> EvalFn | None:
         env_id = ds.metadata.get("gym_id")
         if not env_id:
             return None
 
-        def eval_fn(critic, model) -> dict[str, float]:
+        def eval_fn(critic: Any, model: Any) -> dict[str, float]:
             scorer_net = g.net if g is not None else critic
             if scorer_net is None:
                 rt = GuidedPolicy(model)

@@ -25,7 +25,7 @@ import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from safetensors import SafetensorError
 
@@ -104,7 +104,7 @@ def check_regular(path: Path, error: type[StoreError] = StoreError, required: bo
     return st
 
 
-def _open_regular(path: Path, error: type[StoreError], missing: str) -> tuple[Any, os.stat_result]:
+def _open_regular(path: Path, error: type[StoreError], missing: str) -> tuple[BinaryIO, os.stat_result]:
     """Open a module file for reading: never following a symlink, never blocking on a FIFO, refusing anything but a
     regular file. Returns (binary file object, its fstat)."""
     check_regular(path, error, required=False)
@@ -378,7 +378,8 @@ def _meta_scalars_mode() -> Any:
               torch.Tensor.__index__: 0, torch.Tensor.__bool__: False}
 
     class MetaScalars(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                               kwargs: dict[str, Any] | None = None) -> Any:
             if func in scalar and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
                 return scalar[func]
             return func(*args, **(kwargs or {}))

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
-def plot_curve(curve: list[dict], path: Path, title: str) -> Path:
+def plot_curve(curve: list[dict[str, Any]], path: Path, title: str) -> Path:
     """Evaluated score vs gradient steps and vs wall time, side by side."""
     import matplotlib
 
@@ -15,7 +16,7 @@ def plot_curve(curve: list[dict], path: Path, title: str) -> Path:
         (k for k in curve[0] if k not in ("step", "wall_time_s")), None)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, x in zip(axes, ("step", "wall_time_s"), strict=True):
-        ax.plot([c[x] for c in curve], [c.get(key) for c in curve], marker="o")
+        ax.plot([c[x] for c in curve], [c.get(key) if key is not None else None for c in curve], marker="o")
         ax.set_xlabel("gradient steps" if x == "step" else "wall time (s)")
         ax.set_ylabel(key or "")
         ax.grid(alpha=0.3)

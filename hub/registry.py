@@ -10,6 +10,7 @@ import functools
 import importlib
 import importlib.metadata
 import importlib.resources
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -97,7 +98,7 @@ class Registry:
     def of_kind(self, kind: str) -> list[Architecture]:
         return sorted((a for a in self.architectures.values() if a.kind == kind), key=lambda a: a.id)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Architecture]:
         return iter(sorted(self.architectures.values(), key=lambda a: (a.kind, a.id)))
 
 

@@ -25,18 +25,18 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from filelock import FileLock
 
 from cards import ModuleCard, card_to_json, card_to_readme
 from hub.atomic import fsync_dir, fsync_write
 from hub.errors import NotFoundError, StoreError
-from hub.module_folder import (  # noqa: F401  (re-exported: the store's public names)
+from hub.module_folder import (
     CARD,
     README,
     WEIGHTS,
@@ -54,6 +54,15 @@ from hub.module_folder import (  # noqa: F401  (re-exported: the store's public 
 )
 from hub.paths import home
 from hub.registry import registry
+
+# the store's public names; module-folder I/O is re-exported from hub.module_folder
+__all__ = [
+    "CARD", "IMMUTABLE_FIELDS", "INDEX_FORMAT", "JOURNAL", "README", "READ_RETRIES", "WEIGHTS", "IndexEntry", "Store",
+    "StoredModule", "content_key", "finalize_card", "inside", "load_folder", "policy_parts", "read_card",
+    "read_weights", "save_folder", "sha256_bytes", "verified_weights_bytes", "weights_bytes", "write_folder",
+]
+
+_T = TypeVar("_T")
 
 INDEX_FORMAT = 1
 
@@ -221,7 +230,8 @@ class Store:
                 f"{self.index_path}: the store index is corrupted ({err}); run `mdhub reindex` to rebuild it "
                 "from the module folders (nothing in them is lost)"
             ) from None
-        return data["modules"]
+        modules: dict[str, dict[str, Any]] = data["modules"]
+        return modules
 
     def _write_index(self, modules: dict[str, dict[str, Any]]) -> None:
         tmp = self.index_path.with_name(f".index-{secrets.token_hex(4)}.json")
@@ -263,7 +273,7 @@ class Store:
         """A module folder from an id or a path (a path: anything with a separator, or an existing folder)."""
         return Path(str(ref)) if self._is_path(ref) else self.folder_of(str(ref))
 
-    def _read_by_ref(self, ref: str | Path, read: Any) -> Any:
+    def _read_by_ref(self, ref: str | Path, read: Callable[[Path], _T]) -> _T:
         """`read(folder)` for an id or a path. By id, a folder replaced by a concurrent change between reading the
         index and reading the folder is looked up again, so readers never see a module vanish mid-update."""
         if self._is_path(ref):

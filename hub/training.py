@@ -28,16 +28,21 @@ from cards import (
 from hub.datasets import resolve_dataset
 from hub.errors import MdhubError, StoreError
 from hub.modes import DEFAULT_PAIRING, Mode, TrainingContext, training_mode_for
+from hub.modes.base import Phase
 from hub.module_folder import versions
 from hub.paths import home
 from hub.registry import registry
 from hub.store import Store, StoredModule
+from modules.data.dataset import OfflineDataset
 from modules.train.batches import RewardScale
-from modules.train.loop import TrainResult, run
+from modules.train.loop import EvalFn, TrainResult, run
 from modules.train.recipes import Recipe, get_recipe
 
 GUIDANCE_ALGOS = {"iql": "iql", "idql": "idql", "dql": "dql-joint"}
 DIFFUSION_ALGOS = {"dql": "dql-guidance-first", "idql": "idql-bc", "swg": "swg", "cfg": "cfg"}
+
+# (dataset, frozen guidance or None) -> a learning-curve evaluation for the loop, or None (hub.evaluation)
+EvalFnFactory = Callable[[OfflineDataset, StoredModule | None], EvalFn | None]
 
 
 @dataclass
@@ -52,7 +57,7 @@ class Budget:
     checkpoint_every: int = 1000
 
 
-def dataset_interface(ds) -> Interface:
+def dataset_interface(ds: OfflineDataset) -> Interface:
     meta = ds.metadata
     return Interface(
         obs_dim=ds.obs_dim, act_dim=ds.act_dim, obs_normalised=True,
@@ -62,7 +67,8 @@ def dataset_interface(ds) -> Interface:
 
 
 @torch.no_grad()
-def value_stats(critic, ds, reward: RewardScale | None = None, max_rows: int = 100_000) -> ValueStats:
+def value_stats(critic: Any, ds: OfflineDataset, reward: RewardScale | None = None,
+                max_rows: int = 100_000) -> ValueStats:
     """Statistics of Q(s, a) over the dataset's own pairs (up to max_rows, evenly spaced)."""
     n = len(ds.observations)
     idx = torch.linspace(0, n - 1, min(n, max_rows)).long()
@@ -73,23 +79,24 @@ def value_stats(critic, ds, reward: RewardScale | None = None, max_rows: int = 1
                       max=float(q.max()))
 
 
-def _arch_config(arch_id: str, ds, extra: dict[str, Any], hidden: int | None) -> dict[str, Any]:
+def _arch_config(arch_id: str, ds: OfflineDataset, extra: dict[str, Any], hidden: int | None) -> dict[str, Any]:
     cfg = {"obs_dim": ds.obs_dim, "act_dim": ds.act_dim, **extra}
     if hidden:
         cfg["hidden"] = hidden
     return cfg
 
 
-def build(arch_id: str, kind: str, config: dict[str, Any]):
+def build(arch_id: str, kind: str, config: dict[str, Any]) -> Any:
     return registry().get(arch_id, kind=kind).make(config, source=f"recipe config for '{arch_id}'")
 
 
 def _reward_transform(r: RewardScale) -> RewardTransform:
+    # RewardScale.kind is a plain str in modules/; the card validates it against its Literal
     return RewardTransform(kind=r.kind, scale=r.scale, shift=r.shift)  # type: ignore[arg-type]
 
 
-def guidance_card(module_id: str, arch_id: str, critic, ds, recipe: Recipe, seed: int, result: TrainResult,
-                  stats: ValueStats, description: str = "") -> ModuleCard:
+def guidance_card(module_id: str, arch_id: str, critic: Any, ds: OfflineDataset, recipe: Recipe, seed: int,
+                  result: TrainResult, stats: ValueStats, description: str = "") -> ModuleCard:
     return ModuleCard(
         id=module_id, kind="guidance", architecture=arch_id, config=critic.cfg.model_dump(mode="json"),
         interface=dataset_interface(ds),
@@ -99,13 +106,14 @@ def guidance_card(module_id: str, arch_id: str, critic, ds, recipe: Recipe, seed
                               reduction=critic.cfg.reduction, discount=recipe.discount,
                               expectile=recipe.expectile if recipe.critic_update == "iql" else None,
                               reward_transform=_reward_transform(result.reward), value_stats=stats),
-        metrics=dict(result.metrics),
+        metrics={**result.metrics},
         description=description,
     )
 
 
-def diffusion_card(module_id: str, arch_id: str, model, ds, recipe: Recipe, seed: int, result: TrainResult,
-                   trained_with: StoredModule | ModuleCard | None, description: str = "") -> ModuleCard:
+def diffusion_card(module_id: str, arch_id: str, model: Any, ds: OfflineDataset, recipe: Recipe, seed: int,
+                   result: TrainResult, trained_with: StoredModule | ModuleCard | None,
+                   description: str = "") -> ModuleCard:
     arch = registry().get(arch_id, kind="diffusion")
     g_card = trained_with.card if isinstance(trained_with, StoredModule) else trained_with
     cfg = model.cfg
@@ -117,7 +125,7 @@ def diffusion_card(module_id: str, arch_id: str, model, ds, recipe: Recipe, seed
         diffusion=DiffusionSpec(schedule=cfg.schedule, T=cfg.T, prediction="eps", x_dim=model.x_dim,
                                 train_guidance=list(arch.train_guidance), sample_guidance=list(arch.sample_guidance),
                                 condition="label" if cfg.cond_dim else "none"),
-        metrics=result.metrics, description=description,
+        metrics={**result.metrics}, description=description,
     )
 
 
@@ -145,7 +153,7 @@ def algorithm_for(backbone: str, mode: Mode | None = None) -> str | None:
     return own[0] if own else (algos[0] if algos and mode is not None else None)
 
 
-def default_id(kind: str, algo: str, ds, seed: int) -> str:
+def default_id(kind: str, algo: str, ds: OfflineDataset, seed: int) -> str:
     """The id a run gets when none is given. Kinds never share one: `ALGO-critic-DATA-sSEED` for a guidance,
     `ALGO-actor-DATA-sSEED` for a diffusion policy, `dql-joint-actor-DATA-sSEED` for a joint run's actor."""
     role = {"guidance": "critic", "diffusion": "actor", "joint-actor": "joint-actor"}[kind]
@@ -164,10 +172,11 @@ def refuse_existing(store: Store, module_ids: list[str], overwrite: bool) -> boo
     return bool(existing)
 
 
-def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int = 0, module_id: str | None = None,
-                   store: Store | None = None, budget: Budget | None = None, progress: bool = True,
-                   eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None,
-                   overwrite: bool = False, fresh: bool = False) -> list[StoredModule]:
+def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None = None, seed: int = 0,
+                   module_id: str | None = None, store: Store | None = None, budget: Budget | None = None,
+                   progress: bool = True, eval_fn_factory: EvalFnFactory | None = None,
+                   recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
+                   fresh: bool = False) -> list[StoredModule]:
     """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor.
 
     An id already in the store is refused before training starts, unless `overwrite`. An interrupted run resumes
@@ -181,16 +190,17 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
                                                              **(recipe_overrides or {}))
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
+    critic_arch, backbone = recipe.critic_arch, recipe.backbone
+    if critic_arch is None:
+        raise MdhubError(f"recipe '{recipe.name}' trains no critic")
     actor_id = (f"{module_id}-actor" if module_id else default_id("joint-actor", algo, ds, seed))
     module_id = module_id or default_id("guidance", algo, ds, seed)
-    fresh = refuse_existing(store, [module_id] + ([actor_id] if recipe.backbone else []), overwrite) or fresh
+    fresh = refuse_existing(store, [module_id] + ([actor_id] if backbone else []), overwrite) or fresh
     torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
-    critic = build(recipe.critic_arch, "guidance",
-                   _arch_config(recipe.critic_arch, ds, recipe.critic_config, budget.hidden))
+    critic = build(critic_arch, "guidance", _arch_config(critic_arch, ds, recipe.critic_config, budget.hidden))
     model = None
-    if recipe.backbone:
-        model = build(recipe.backbone, "diffusion",
-                      _arch_config(recipe.backbone, ds, recipe.backbone_config, budget.hidden))
+    if backbone:
+        model = build(backbone, "diffusion", _arch_config(backbone, ds, recipe.backbone_config, budget.hidden))
     eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and model is not None) else None
     run_dir = _run_dir(module_id)
     result = run(recipe, ds, critic=critic, model=model, seed=seed, eval_fn=eval_fn, eval_every=budget.eval_every,
@@ -198,21 +208,22 @@ def train_guidance(algo: str, dataset: Any, steps: int | None = None, seed: int 
                  run_tag=f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}", fresh=fresh)
     write_curve(run_dir, result, f"{module_id} ({recipe.name})")
     stats = value_stats(critic, ds)
-    g = store.save(critic, guidance_card(module_id, recipe.critic_arch, critic, ds, recipe, seed, result, stats),
+    g = store.save(critic, guidance_card(module_id, critic_arch, critic, ds, recipe, seed, result, stats),
                    overwrite=overwrite)
     out = [g]
-    if model is not None:
-        out.append(store.save(result.model, diffusion_card(actor_id, recipe.backbone, result.model, ds, recipe, seed,
+    if backbone and model is not None:
+        out.append(store.save(result.model, diffusion_card(actor_id, backbone, result.model, ds, recipe, seed,
                                                            result, g, "The actor of a joint DQL run."),
                               overwrite=overwrite))
     return out
 
 
-def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None = None, joint: bool = False,
-                    steps: int | None = None, seed: int = 0, module_id: str | None = None, store: Store | None = None,
-                    budget: Budget | None = None, progress: bool = True, backbone: str | None = None,
-                    eval_fn_factory: Callable | None = None, recipe_overrides: dict[str, Any] | None = None,
-                    overwrite: bool = False, fresh: bool = False) -> list[StoredModule]:
+def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | StoredModule | None = None,
+                    joint: bool = False, steps: int | None = None, seed: int = 0, module_id: str | None = None,
+                    store: Store | None = None, budget: Budget | None = None, progress: bool = True,
+                    backbone: str | None = None, eval_fn_factory: EvalFnFactory | None = None,
+                    recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
+                    fresh: bool = False) -> list[StoredModule]:
     """Train a diffusion policy: under a frozen guidance (guidance-first), jointly (`joint`, DQL), or BC-only.
 
     `backbone` swaps the architecture (e.g. an IDQL-recipe guidance driving a DQL backbone is the default pairing;
@@ -236,9 +247,12 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
     train_mode = training_mode_for(recipe.diffusion_update)
-    if train_mode is None:
+    backbone = recipe.backbone
+    if train_mode is None or backbone is None:
         raise MdhubError(f"recipe '{recipe.name}' trains no diffusion model")
-    arch = registry().get(recipe.backbone, kind="diffusion")
+    prepare = train_mode.prepare
+    assert prepare is not None  # the mode table refuses a training mode without `prepare`
+    arch = registry().get(backbone, kind="diffusion")
     if train_mode.name not in arch.train_guidance:
         own = algorithm_for(arch.id)
         raise MdhubError(f"backbone '{arch.id}' does not train in mode '{train_mode.name}' (it accepts: "
@@ -249,8 +263,9 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
         from hub.compat import check
 
         # a mode that uses no guidance in training (BC) is paired with it at sampling: check that pairing
+        phase: Phase
         mode, phase = (train_mode.name, "training") if train_mode.needs else (DEFAULT_PAIRING, "sampling")
-        report = check(g.card, recipe.backbone, mode, dataset_card=dataset_interface(ds), phase=phase)
+        report = check(g.card, backbone, mode, dataset_card=dataset_interface(ds), phase=phase)
         report.raise_if_incompatible()
         if phase == "training" and "fit-v" in report.adapters:
             from hub.adapters import fit_v
@@ -263,10 +278,10 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
     fresh = refuse_existing(store, [module_id], overwrite) or fresh
     extra = dict(recipe.backbone_config)
     if recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
-        extra["weight_tau"] = (g.card.guidance.expectile if g is not None else None) or 0.7
+        extra["weight_tau"] = (g.card.guidance.expectile if g is not None and g.card.guidance else None) or 0.7
     torch.manual_seed(seed)  # the initial weights follow the run's seed, whatever ran before in this process
-    model = build(recipe.backbone, "diffusion", _arch_config(recipe.backbone, ds, extra, budget.hidden))
-    loop_guidance, targets = train_mode.prepare(TrainingContext(recipe=recipe, model=model, guidance=g, dataset=ds,
+    model = build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden))
+    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=model, guidance=g, dataset=ds,
                                                                 store=store, progress=progress))
     eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
     run_dir = _run_dir(module_id)
@@ -275,5 +290,5 @@ def train_diffusion(algo: str, dataset: Any, guidance: str | StoredModule | None
                  progress=progress, targets=targets,
                  run_tag=f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}", fresh=fresh)
     write_curve(run_dir, result, f"{module_id} ({recipe.name})")
-    card = diffusion_card(module_id, recipe.backbone, result.model, ds, recipe, seed, result, g)
+    card = diffusion_card(module_id, backbone, result.model, ds, recipe, seed, result, g)
     return [store.save(result.model, card, overwrite=overwrite)]

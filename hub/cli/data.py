@@ -5,6 +5,7 @@ hub.datasets (numpy, the envs) is imported inside the commands only.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -19,14 +20,14 @@ data_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-def _fmt_stats(s: dict | None, digits: int = 1) -> str:
+def _fmt_stats(s: dict[str, Any] | None, digits: int = 1) -> str:
     if not s:
         return "-"
     return (f"{s['mean']:.{digits}f} +- {s['std']:.{digits}f} (min {s['min']:.{digits}f}, max {s['max']:.{digits}f}"
             + (f", {s['count']} episodes)" if "count" in s else ")"))
 
 
-def _summary_lines(meta: dict) -> list[str]:
+def _summary_lines(meta: dict[str, Any]) -> list[str]:
     gen = meta.get("generator") or {}
     lines = [
         f"id:        {meta.get('dataset_id') or meta.get('id')}",

@@ -76,8 +76,8 @@ def show_cmd(
                                  f"{g.reward_transform.shift:.4g}"),
         ]
         if g.value_stats:
-            v = g.value_stats
-            rows.append(("Q statistics", f"mean {v.mean:.4g}, std {v.std:.4g}, [{v.min:.4g}, {v.max:.4g}]"))
+            vs = g.value_stats
+            rows.append(("Q statistics", f"mean {vs.mean:.4g}, std {vs.std:.4g}, [{vs.min:.4g}, {vs.max:.4g}]"))
     if card.diffusion:
         d = card.diffusion
         rows += [

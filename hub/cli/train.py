@@ -5,7 +5,7 @@ Those (and torch) are imported inside the commands only.
 from __future__ import annotations
 
 from enum import Enum
-from typing import get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 import typer
 from rich.markup import escape
@@ -15,16 +15,23 @@ from hub.cli.errors import handles_errors
 from hub.modes import mode_names
 from hub.modes.base import Rule
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from hub.store import StoredModule
+
 # CLI choices derived from the mode table (plug-in modes included) and the candidate rules
-SamplingModeChoice = Enum("SamplingModeChoice", {name: name for name in mode_names("sampling")}, type=str)
-RuleChoice = Enum("RuleChoice", {name: name for name in get_args(Rule)}, type=str)
+# (members computed at import, which mypy cannot enumerate: misc)
+SamplingModeChoice = Enum(  # type: ignore[misc]
+    "SamplingModeChoice", {name: name for name in mode_names("sampling")}, type=str)
+RuleChoice = Enum("RuleChoice", {name: name for name in get_args(Rule)}, type=str)  # type: ignore[misc]
 
 train_app = typer.Typer(help="Train guidance modules and diffusion policies into the store (with progress bars, "
                         "checkpoints that resume after a crash, and learning curves under $MDHUB_HOME/runs/ID).",
                         no_args_is_help=True)
 
 
-def _print_stored(modules) -> None:
+def _print_stored(modules: Iterable[StoredModule]) -> None:
     for m in modules:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.card.metrics.items() if isinstance(v, float))
         out.print(f"stored [bold]{escape(m.id)}[/] ({m.card.kind}, {m.card.architecture}) at {escape(str(m.path))}\n"
@@ -129,11 +136,11 @@ def combine_cmd(
                                   "architecture id (see `mdhub registry`)."),
     infer_guidance: str | None = typer.Option(None, "--infer-guidance", help="Another guidance for sampling "
                                               "(double guidance)."),
-    mode: SamplingModeChoice = typer.Option("resample", "--mode", help="Sampling mode (the mode table; "  # type: ignore[valid-type]
+    mode: SamplingModeChoice = typer.Option("resample", "--mode", help="Sampling mode (the mode table; "
                                             "`mdhub registry` describes each)."),
     candidates: int | None = typer.Option(None, "--candidates", "-N", help="Candidates per state (resample, "
                                           "self, cfg; default 50)."),
-    rule: RuleChoice | None = typer.Option(None, "--rule", help="How one candidate is kept (resample, self, "  # type: ignore[valid-type]
+    rule: RuleChoice | None = typer.Option(None, "--rule", help="How one candidate is kept (resample, self, "
                                            "cfg; default argmax)."),
     rho: float | None = typer.Option(None, "--rho", help="Guidance scale (gradient, self; default 1)."),
     w: float | None = typer.Option(None, "--w", help="CFG weight (cfg; default 1.2)."),
@@ -162,7 +169,7 @@ def combine_cmd(
         spec = TrainSpec(dataset=dataset, steps=steps, seed=seed, hidden=hidden)
     given = {"n_candidates": candidates, "rule": rule.value if rule else None, "rho": rho, "w": w,
              "temperature": temperature}
-    settings = {k: v for k, v in given.items() if v is not None}  # the mode's own defaults for the rest
+    settings: dict[str, Any] = {k: v for k, v in given.items() if v is not None}  # the mode's own defaults for the rest
     policy = combine(guidance, diffusion, mode=mode.value, infer_guidance=infer_guidance, train=spec,
                      module_id=module_id, save=True, overwrite=force, **settings)
     if policy.train_report is not None:
@@ -174,9 +181,10 @@ def combine_cmd(
         m = evaluate(policy.card.id, episodes=eval_episodes)
         out.print(f"return {m['return_mean']:.1f} +- {m['return_std']:.1f}, "
                   f"normalised score {m['normalized_score']:.1f}", highlight=False, markup=False)
-    out.print(f"stored policy [bold]{escape(policy.card.id)}[/] (parts: {escape(policy.card.policy.diffusion.id)}"
-              + (f", {escape(policy.card.policy.infer_guidance.id)}" if policy.card.policy.infer_guidance else "")
-              + ")")
+    p = policy.card.policy
+    assert p is not None  # a policy card has its policy section
+    out.print(f"stored policy [bold]{escape(policy.card.id)}[/] (parts: {escape(p.diffusion.id)}"
+              + (f", {escape(p.infer_guidance.id)}" if p.infer_guidance else "") + ")")
 
 
 def register(app: typer.Typer) -> None:

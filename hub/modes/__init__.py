@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from hub.errors import MdhubError
 from hub.modes import critic, labels, plain
@@ -117,6 +117,8 @@ class SamplingConfig:
     """
 
     __slots__ = ("mode", "params")
+    mode: str
+    params: BaseModel
 
     def __init__(self, mode: str = "resample", **settings: Any):
         m = get_mode(mode, "sampling")

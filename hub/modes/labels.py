@@ -11,7 +11,7 @@ All of them use the one reverse chain and the one candidate scorer: no loop of t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
 
@@ -39,7 +39,7 @@ def prepare_labels(ctx: TrainingContext) -> tuple[Any, Any]:
                         tau=getattr(cfg, "weight_tau", None) or 0.7, beta=getattr(cfg, "weight_beta", 3.0))
         return None, L.swg_targets(w)
     if cfg.cond_dim:
-        kind = getattr(cfg, "label", "sign")
+        kind = cast("L.LabelKind", getattr(cfg, "label", "sign"))  # the backbone's config validated it
         lab = L.label_cfg(g.net, ds.observations, ds.actions, kind=kind, clip=getattr(cfg, "value_clip", 3.0))
         if lab.shape[1] != cfg.cond_dim:
             raise MdhubError(f"label '{kind}' has size {lab.shape[1]} but the backbone's cond_dim is {cfg.cond_dim}")

@@ -29,7 +29,7 @@ from filelock import FileLock
 from hub.atomic import fsync_write
 from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
 from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
-from hub.remote.refs import COMMIT_ID, check_revision, parse_repo_ref
+from hub.remote.refs import COMMIT_ID, BackendName, check_revision, parse_repo_ref
 
 COMMIT_FORMAT = 1
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
@@ -38,7 +38,7 @@ _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 class FileBackend:
     """Repositories under a root folder (see the module docstring)."""
 
-    name = "file"
+    name: BackendName = "file"
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -37,7 +37,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
@@ -53,7 +53,10 @@ from hub.remote.errors import (
 )
 from hub.remote.guarded import guarded_stream, read_capped
 from hub.remote.hf_cache import HASH_ID, HFCacheRepo, _shown
-from hub.remote.refs import COMMIT_ID, check_revision, parse_repo_ref
+from hub.remote.refs import COMMIT_ID, BackendName, check_revision, parse_repo_ref
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 _TRUE = {"1", "ON", "YES", "TRUE"}
 MAX_INFO_BYTES = 8 * 2**20  # the JSON of one model_info answer
@@ -80,7 +83,15 @@ def _etag_value(raw: str) -> str:
     return text.strip('"')
 
 
-def _hasher(etag: str, size: int):
+class _Digest(Protocol):
+    """What a file's bytes are hashed with (hashlib's sha256 or sha1)."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def _hasher(etag: str, size: int) -> _Digest:
     """What the bytes of a file identified by `etag` hash to: sha256 (LFS) or the git blob sha1 (regular file)."""
     if len(etag) == 64:
         return hashlib.sha256()
@@ -111,7 +122,7 @@ class _FileMeta:
 class HFBackend:
     """The Hugging Face Hub (or any server speaking its API at HF_ENDPOINT)."""
 
-    name = "hf"
+    name: BackendName = "hf"
 
     def __init__(self, endpoint: str | None = None, token: str | None = None, cache_dir: str | Path | None = None,
                  offline: bool | None = None):
@@ -125,7 +136,7 @@ class HFBackend:
         self.cache_dir = Path(os.path.expanduser(str(cache_dir)))
         self.offline = offline if offline is not None else (_env_true("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE)
 
-    def _api(self):
+    def _api(self) -> HfApi:
         from huggingface_hub import HfApi
 
         from hub import __version__
@@ -219,7 +230,8 @@ class HFBackend:
 
     # --- pull, step by step (see the module docstring) -------------------------------------------------------------
     def _headers(self, auth: bool = True) -> dict[str, str]:
-        from huggingface_hub.utils import build_hf_headers
+        # huggingface_hub.utils exports lazily (a computed __all__), so its names look private to mypy
+        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
 
         from hub import __version__
 
@@ -232,7 +244,7 @@ class HFBackend:
     def _raise_for_status(response: Any, body: bytes) -> None:
         """Raise huggingface_hub's error for an error answer (the caller maps it to ours, see _errors)."""
         import httpx2
-        from huggingface_hub.utils import hf_raise_for_status
+        from huggingface_hub.utils import hf_raise_for_status  # type: ignore[attr-defined]  # lazy export
 
         answer = httpx2.Response(response.status_code, headers=response.headers, content=body,
                                  request=response.request)
@@ -274,7 +286,7 @@ class HFBackend:
         return _Info(commit=commit, files=files)
 
     @staticmethod
-    def _sibling(sib: dict, name: str, what: str) -> _Sibling:
+    def _sibling(sib: dict[str, Any], name: str, what: str) -> _Sibling:
         size = sib.get("size")
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
             raise BadResponseError(f"{what}: {name}: the server lists size {_shown(size)}; refused")
@@ -286,12 +298,14 @@ class HFBackend:
             oids.append(("lfs sha256", lfs.get("sha256")))
         if sib.get("blobId") is not None:
             oids.append(("oid", sib.get("blobId")))
+        checked: list[str] = []
         for label, oid in oids:
             if not isinstance(oid, str) or not HASH_ID.match(oid):
                 raise BadResponseError(f"{what}: {name}: the server lists {label} {_shown(oid)}, which is not a "
                                        "plain 40/64-hex hash; refusing a malformed or hostile answer, nothing was "
                                        "written")
-        return _Sibling(size=size, oids=frozenset(oid for _, oid in oids))
+            checked.append(oid)
+        return _Sibling(size=size, oids=frozenset(checked))
 
     def _fetch_file(self, cache: HFCacheRepo, repo_id: str, commit: str, name: str, sib: _Sibling,
                     limit: int | None, deadline: Deadline) -> None:
