@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ def make_env(env: str | EnvSpec, seed: int | None = None, max_episode_steps: int
     _register()
     import gymnasium as gym
 
-    kwargs = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
+    kwargs: dict[str, Any] = {} if max_episode_steps is None else {"max_episode_steps": int(max_episode_steps)}
     with quiet_stdout():
         e = gym.make(spec.gym_id, **kwargs)
         e.reset(seed=seed)

@@ -169,6 +169,7 @@ def label_swg(critic, obs, act, fn: WeightFn = "expectile", tau: float = 0.7, be
               batch_size: int = 8192) -> torch.Tensor:
     """SWG weights of every row under a frozen critic providing q and v. -> (N,)"""
     q, v = critic_values(critic, obs, act, batch_size)
+    assert v is not None  # need_v
     return swg_weights(q - v, fn, tau=tau, beta=beta)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -25,13 +25,13 @@ class _MishFn(torch.autograd.Function):
     same values to 1e-6 in float32."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         w, s = _mish_parts(x)
         ctx.save_for_backward(x, w, s)
         return x * w
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
         x, w, s = ctx.saved_tensors
         return grad * (w + x * (1.0 - w * w) * (1.0 - s))
 
@@ -103,6 +103,9 @@ class EnsembleMLP(nn.Module):
 
 class ObsNormalizer(nn.Module):
     """Observation standardisation whose statistics are buffers (stored in the weights file). obs: (B, obs_dim)."""
+
+    mean: torch.Tensor  # buffers (registered in __init__)
+    std: torch.Tensor
 
     def __init__(self, obs_dim: int):
         super().__init__()

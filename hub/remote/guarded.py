@@ -42,7 +42,7 @@ def guarded_stream(method: str, url: str, headers: Mapping[str, str], deadline: 
     """A streamed response that cannot outlive `deadline` (see the module docstring). `what` names the repo and
     file for the timeout error."""
     import httpx2
-    from huggingface_hub.utils import get_session  # type: ignore[attr-defined]  # exported lazily (computed __all__)
+    from huggingface_hub.utils import get_session
 
     remaining = deadline.remaining()
     if remaining <= 0:

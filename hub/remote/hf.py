@@ -230,8 +230,7 @@ class HFBackend:
 
     # --- pull, step by step (see the module docstring) -------------------------------------------------------------
     def _headers(self, auth: bool = True) -> dict[str, str]:
-        # huggingface_hub.utils exports lazily (a computed __all__), so its names look private to mypy
-        from huggingface_hub.utils import build_hf_headers  # type: ignore[attr-defined]
+        from huggingface_hub.utils import build_hf_headers
 
         from hub import __version__
 
@@ -244,7 +243,7 @@ class HFBackend:
     def _raise_for_status(response: Any, body: bytes) -> None:
         """Raise huggingface_hub's error for an error answer (the caller maps it to ours, see _errors)."""
         import httpx2
-        from huggingface_hub.utils import hf_raise_for_status  # type: ignore[attr-defined]  # lazy export
+        from huggingface_hub.utils import hf_raise_for_status
 
         answer = httpx2.Response(response.status_code, headers=response.headers, content=body,
                                  request=response.request)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..envs import UnknownEnvError, env_spec, normalized_score
 from .errors import DatasetError
@@ -130,7 +131,7 @@ def episode_returns(rewards: np.ndarray, terminals: np.ndarray, timeouts: np.nda
     return csum[ends + 1] - csum[starts]
 
 
-def return_stats(returns: np.ndarray) -> dict[str, float | int]:
+def return_stats(returns: npt.ArrayLike) -> dict[str, float | int]:
     """mean / std / min / max / count of episode returns (zeros and count 0 when there are none)."""
     r = np.asarray(returns, dtype=np.float64)
     if len(r) == 0:
@@ -295,7 +296,7 @@ class OfflineDataset:
         meta["sha256"] = self.sha256
         meta["size"] = len(self)
         self.metadata = meta
-        payload = {**self.arrays(), "metadata": np.array(json.dumps(meta, sort_keys=True))}
+        payload: dict[str, Any] = {**self.arrays(), "metadata": np.array(json.dumps(meta, sort_keys=True))}
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:

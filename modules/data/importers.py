@@ -128,8 +128,8 @@ def from_episodes(episodes: Iterable[Any], env: str, source: str, dataset_id: st
         if not (te[-1] or tr[-1]):
             tr = tr.copy()
             tr[-1] = True  # an episode's last step ends it
-        cols["o"].append(obs[:-1]), cols["o2"].append(obs[1:]), cols["a"].append(act), cols["r"].append(rew)
-        cols["te"].append(te), cols["tr"].append(tr)
+        for key, part in (("o", obs[:-1]), ("o2", obs[1:]), ("a", act), ("r", rew), ("te", te), ("tr", tr)):
+            cols[key].append(part)
     if not cols["o"]:
         raise DatasetError(f"{source}: no non-empty episodes")
     arrays = {"observations": np.concatenate(cols["o"]), "actions": np.concatenate(cols["a"]),

@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -283,7 +284,7 @@ def train_sac(cfg: SACConfig, out_dir: str | Path, log=print) -> dict:
         if step % cfg.eval_every == 0:
             # the same evaluation episodes (fixed reset seeds) every time, so evaluations compare policies only
             rets = rollout(policy, spec, cfg.eval_episodes, seed=10_000 + cfg.seed * 1000)
-            rec = {
+            rec: dict[str, Any] = {
                 "step": step,
                 "wall_s": round(time.time() - t0, 1),
                 "eval_mean": float(rets.mean()),

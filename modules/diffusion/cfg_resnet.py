@@ -49,6 +49,7 @@ class CFGDiffusion(IDQLDiffusion):
     """LN-ResNet conditioned on a label; sampled with eps_u + w (eps_c - eps_u) (modules.sampling.CFGGuide)."""
 
     Config = CFGResNetConfig
+    cfg: CFGResNetConfig
 
     def good_cond(self) -> torch.Tensor:
         """The "good" condition, on the model's device. -> (cond_dim,)"""

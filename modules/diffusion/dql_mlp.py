@@ -14,6 +14,8 @@ from modules.nets import Mish, mlp
 class SinusoidalEmbedding(nn.Module):
     """t: (B,) -> (B, dim) sin/cos features."""
 
+    freqs: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, dim: int):
         super().__init__()
         half = dim // 2

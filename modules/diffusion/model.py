@@ -46,6 +46,11 @@ class DiffusionModel(nn.Module):
     """Schedule + observation normaliser + denoiser; eps-prediction (the loss and the reverse step are shared)."""
 
     Config = DiffusionConfig
+    x_low: torch.Tensor  # buffers (registered in __init__)
+    x_high: torch.Tensor
+    sqrt_abar: torch.Tensor
+    sqrt_1m_abar: torch.Tensor
+    t_index: torch.Tensor
 
     def __init__(self, cfg: DiffusionConfig):
         super().__init__()

@@ -5,6 +5,7 @@ Index convention: tensors are indexed by i = t - 1 for t in {1..T}.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -30,7 +31,7 @@ def cosine_betas(T: int, s: float = 0.008) -> torch.Tensor:
 
 
 def betas_for(kind: str, T: int) -> torch.Tensor:
-    table = {"vp": vp_betas, "linear": linear_betas, "cosine": cosine_betas}
+    table: dict[str, Callable[[int], torch.Tensor]] = {"vp": vp_betas, "linear": linear_betas, "cosine": cosine_betas}
     if kind not in table:
         raise ValueError(f"unknown schedule '{kind}'; known: {', '.join(table)}")
     if T < 1:

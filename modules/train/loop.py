@@ -182,14 +182,16 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
             grad_clip=recipe.grad_clip, ema_decay=recipe.ema_decay, ema_every=recipe.ema_every,
             ema_start=recipe.ema_start, targets=targets, total_steps=recipe.steps, cosine_lr=recipe.cosine_lr,
             weight_decay=recipe.weight_decay, guidance_start=recipe.guidance_start)
-    if recipe.critic_update == "iql":
+    if recipe.critic_update != "none" and critic is None:
+        raise ValueError(f"recipe '{recipe.name}' trains a critic: pass `critic`")
+    if recipe.critic_update == "iql" and critic is not None:
         parts["critic"] = IQLUpdate(critic, lr=recipe.critic_lr, discount=recipe.discount,
                                     expectile=recipe.expectile, tau=recipe.tau)
-    elif recipe.critic_update == "dql":
+    elif recipe.critic_update == "dql" and critic is not None:
         actor = parts["diffusion"].act
         parts["critic"] = DQLCriticUpdate(critic, actor, lr=recipe.critic_lr, discount=recipe.discount,
                                           tau=recipe.tau, grad_clip=recipe.grad_clip)
-    order = [p for p in ("critic", "diffusion") if p in parts]
+    order: list[str] = [p for p in ("critic", "diffusion") if p in parts]
     for net in (critic, model):
         if net is not None:
             net.to(device).train()
@@ -199,11 +201,12 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
     run_key = hashlib.sha256(json.dumps(run_id, sort_keys=True).encode()).hexdigest()
     start, curve, wall_before = 0, [], 0.0
     moved_to: Path | None = None
-    ckpt_dir = Path(run_dir) / CHECKPOINT_DIR if run_dir is not None else None
-    if ckpt_dir is not None and fresh:
+    run_dir = Path(run_dir) if run_dir is not None else None
+    ckpt_dir = run_dir / CHECKPOINT_DIR if run_dir is not None else None
+    if run_dir is not None and ckpt_dir is not None and fresh:
         moved_to = move_aside(ckpt_dir)
         moved_to = move_legacy_aside(run_dir, ckpt_dir) or moved_to
-    if ckpt_dir is not None and not ckpt_dir.exists() and legacy_entries(run_dir):
+    if run_dir is not None and ckpt_dir is not None and not ckpt_dir.exists() and legacy_entries(run_dir):
         raise impossible(ckpt_dir, f"{Path(run_dir) / 'LATEST'}: a checkpoint written before checkpoints had "
                                    "checksums (cannot be verified)", aside=aside_path(ckpt_dir, entries_in=run_dir))
     if ckpt_dir is not None:
@@ -224,12 +227,14 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
                                            f"({type(e).__name__}: {e})") from None
 
     def checkpoint(step: int, wall: float) -> None:
+        assert ckpt_dir is not None  # called only with a run_dir
         save_checkpoint(ckpt_dir, {"step": step, "curve": curve, "wall_time_s": wall,
                                    "parts": {n: parts[n].state() for n in order},
                                    "torch_rng": torch.get_rng_state(), "batch_rng": batches.gen.get_state()},
                         info={"run_key": run_key, "run": run_id, "step": step})
 
     def evaluate(step: int, wall: float) -> None:
+        assert eval_fn is not None  # called only with an eval_fn
         ema = parts["diffusion"].ema if "diffusion" in parts else None
         for net in (critic, ema):
             if net is not None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -10,6 +11,8 @@ from torch import nn
 from modules.diffusion.model import DiffusionModel
 from modules.guidance.iql import IQLCritic
 from modules.sampling import reverse_chain
+
+M = TypeVar("M", bound=nn.Module)
 
 TargetFn = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
 """batch -> (x0: (B, x_dim), cond: (B, cond_dim) | None, weights: (B,) | None): what the diffusion model learns."""
@@ -24,13 +27,14 @@ def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
 @torch.no_grad()
 def polyak(target: nn.Module, online: nn.Module, tau: float) -> None:
     """target <- (1 - tau) target + tau online, for parameters (buffers are copied)."""
-    tp, op = list(target.parameters()), list(online.parameters())
+    tp: list[torch.Tensor] = list(target.parameters())
+    op: list[torch.Tensor] = list(online.parameters())
     torch._foreach_lerp_(tp, op, tau)
     for tb, ob in zip(target.buffers(), online.buffers(), strict=True):
         tb.copy_(ob)
 
 
-def frozen_copy(module: nn.Module) -> nn.Module:
+def frozen_copy(module: M) -> M:
     c = copy.deepcopy(module)
     c.requires_grad_(False)
     return c.eval()
@@ -121,11 +125,13 @@ class DiffusionUpdate:
         self.ema = frozen_copy(model)
         self.ema_decay, self.ema_every, self.ema_start = ema_decay, ema_every, ema_start
         opt_cls = torch.optim.AdamW if weight_decay else torch.optim.Adam
-        self.opt = opt_cls(model.parameters(), lr=lr, **({"weight_decay": weight_decay} if weight_decay else {}))
+        opt_kwargs: dict[str, Any] = {"weight_decay": weight_decay} if weight_decay else {}
+        self.opt = opt_cls(model.parameters(), lr=lr, **opt_kwargs)
         self.sched = (torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(total_steps or 1, 1))
                       if cosine_lr else None)
 
     def q_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        assert self.guidance is not None  # step() calls q_loss only with a guidance
         a_hat = reverse_chain(self.model, obs, n=1, grad=True)[:, 0, : self.model.cfg.act_dim]
         qs = self.guidance.q_all(obs, a_hat)
         if qs.shape[0] >= 2:
