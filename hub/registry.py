@@ -12,13 +12,16 @@ import importlib.metadata
 import importlib.resources
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from cards.io import describe_validation_error
 from hub.errors import RegistryError
+
+if TYPE_CHECKING:
+    from hub.modes.base import Phase
 
 ENTRY_POINT_GROUP = "mdhub.architectures"
 Mode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]  # checked against hub.modes on load
@@ -120,8 +123,9 @@ def _check_modes(arch: Architecture, arch_id: str, source: str) -> None:
     """Every mode an architecture lists exists in the mode table, in the phase it is listed for."""
     from hub.modes import mode_names
 
-    for field, phase in (("train_guidance", "training"), ("sample_guidance", "sampling")):
-        known = mode_names(phase)  # type: ignore[arg-type]
+    fields: tuple[tuple[str, Phase], ...] = (("train_guidance", "training"), ("sample_guidance", "sampling"))
+    for field, phase in fields:
+        known = mode_names(phase)
         for mode in getattr(arch, field):
             if mode not in known:
                 raise RegistryError(f"{source}: architecture '{arch_id}', field '{field}': '{mode}' is not a "
