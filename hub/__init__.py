@@ -23,7 +23,7 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("CombinedPolicy", "SamplingConfig", "TrainSpec", "combine", "load_policy"), "hub.combine"),
     "evaluate": "hub.evaluation",
     **dict.fromkeys(("Budget", "train_diffusion", "train_guidance"), "hub.training"),
-    **dict.fromkeys(("PushResult", "pull", "push"), "hub.sharing"),
+    **dict.fromkeys(("PushResult", "pull", "push"), "hub.remote.sharing"),
     **dict.fromkeys(("NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
                      "RevisionNotFoundError"), "hub.remote"),
     **dict.fromkeys(("CompatibilityError", "IntegrityError", "MdhubError", "NotFoundError", "RegistryError",

@@ -203,13 +203,14 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
                         store=store, budget=budget, progress=progress, backbone=arch_id, overwrite=overwrite)[0]
     if g is not None and not mode.needs:
         # BC-trained backbone: record the guidance it was paired with (it picks among candidates at sampling)
-        d = store.save(d.net, d.card.model_copy(update={"origin": d.card.origin.model_copy(
-            update={"trained_with_guidance": g.card.ref(), "recipe": "guidance-first"})}))
+        card = store.update_card(d.id, origin=d.card.origin.model_copy(
+            update={"trained_with_guidance": g.card.ref(), "recipe": "guidance-first"}))
+        d = StoredModule(card=card, net=d.net, path=store.folder_of(d.id))
     return d, report
 
 
 class ModuleLoader(Protocol):
-    """What loading a policy needs from a store: modules by id or path (a Store; hub.sharing validates a pulled
+    """What loading a policy needs from a store: modules by id or path (a Store; hub.remote.sharing validates a pulled
     policy through a stand-in that serves the fetched parts first)."""
 
     def load(self, ref: str | Path) -> StoredModule: ...

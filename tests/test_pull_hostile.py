@@ -27,7 +27,7 @@ from hub.remote import (
     RemoteTimeoutError,
     SizeLimitError,
 )
-from hub.sharing import MAX_CARD_BYTES, pull, push
+from hub.remote.sharing import MAX_CARD_BYTES, pull, push
 from hub.store import CARD, README, WEIGHTS, Store
 from tests.hub_server import HubServer, git_blob_sha1
 from tests.test_sharing import (  # noqa: F401  (hub_server and tiny_diffusion are fixtures used here)
@@ -350,6 +350,9 @@ def test_the_cli_prints_one_line_and_exits_1(hub_server, sandbox, critic, monkey
     hub_server.stall(SLOW, WEIGHTS)
     monkeypatch.setenv("MDHUB_PULL_TIMEOUT", str(DEADLINE))
     result = CliRunner().invoke(app, ["pull", "alice/critic"])
+    assert result.exit_code == 1 and "deadline" in result.output and "Traceback" not in result.output
+    monkeypatch.delenv("MDHUB_PULL_TIMEOUT")
+    result = CliRunner().invoke(app, ["pull", "alice/critic", "--timeout", str(DEADLINE)])  # the flag, no env
     assert result.exit_code == 1 and "deadline" in result.output and "Traceback" not in result.output
 
 

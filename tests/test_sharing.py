@@ -29,7 +29,7 @@ from hub.remote import (
     parse_repo_ref,
     ref_from_source,
 )
-from hub.sharing import pull, push
+from hub.remote.sharing import pull, push
 from hub.store import CARD, README, WEIGHTS, Store
 from tests.conftest import critic_card, small_critic
 from tests.hub_server import HubServer

@@ -1,7 +1,7 @@
 """`mdhub push` and `mdhub pull`: share modules on the Hugging Face Hub or in a plain folder.
 
 hub/cli/__init__.py adds them with `register(app)`; errors become `error: ...` and exit code 1 (hub/cli/errors.py).
-hub.sharing (huggingface_hub, torch) is imported inside the commands only.
+hub.remote.sharing (huggingface_hub, torch) is imported inside the commands only.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def push_cmd(
     message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
 ) -> None:
     """Push a module to a repository in one commit."""
-    from hub.sharing import push
+    from hub.remote.sharing import push
 
     result = push(module, repo, revision=revision, private=private, message=message)
     typer.echo(f"pushed '{result.module_id}' to {repo} (branch {result.revision}): commit {result.commit}")
@@ -53,11 +53,13 @@ def pull_cmd(
                                help=REPO_HELP + " REVISION: a branch or a full commit id (default main)."),
     local_id: str | None = typer.Option(None, "--id", help="Store the module under this id (default: its own)."),
     force: bool = typer.Option(False, "--force", help="Replace a different module already stored under that id."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds the whole pull may take, parts included "
+                                         "(default $MDHUB_PULL_TIMEOUT, else 600)."),
 ) -> None:
     """Pull a module (and a policy's parts) into the local store."""
-    from hub.sharing import pull
+    from hub.remote.sharing import pull
 
-    stored = pull(repo, local_id=local_id, force=force)
+    stored = pull(repo, local_id=local_id, force=force, timeout=timeout)
     card = stored.card
     src = card.hub_source
     commit = src.commit if src else "?"

@@ -3,7 +3,7 @@
     hf    the Hugging Face Hub via `huggingface_hub` (HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE, the HF cache)
     file  a plain folder tree (`file:///ROOT::user/name`), for air-gapped teams
 
-See `hub.remote.refs` for the reference grammar and `hub.sharing` for push/pull of modules on top of this.
+See `hub.remote.refs` for the reference grammar and `hub.remote.sharing` for push/pull of modules on top of this.
 """
 from __future__ import annotations
 
