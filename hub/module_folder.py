@@ -31,9 +31,9 @@ from safetensors import SafetensorError
 
 from cards import CardError, FileEntry, ModuleCard, card_from_json, card_to_json, card_to_readme
 from cards.io import MAX_CARD_BYTES, parse_json
-from hub.atomic import fsync_write
 from hub.errors import IntegrityError, NotFoundError, RegistryError, StoreError
 from hub.registry import Architecture, registry
+from modules.atomic import fsync_write
 
 WEIGHTS = "model.safetensors"
 CARD = "card.json"

@@ -20,6 +20,7 @@ The rules (see docs/design.md, "The store"):
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import secrets
@@ -34,7 +35,6 @@ from typing import Any, TypeVar
 from filelock import FileLock
 
 from cards import ModuleCard, card_to_json, card_to_readme
-from hub.atomic import fsync_dir, fsync_write
 from hub.errors import NotFoundError, StoreError
 from hub.module_folder import (
     CARD,
@@ -54,6 +54,7 @@ from hub.module_folder import (
 )
 from hub.paths import home
 from hub.registry import registry
+from modules.atomic import fsync_dir, fsync_write
 
 # the store's public names; module-folder I/O is re-exported from hub.module_folder
 __all__ = [
@@ -249,9 +250,13 @@ class Store:
 
     # --- modules -----------------------------------------------------------------------------------------------
     def _not_found(self, module_id: str, known: Iterable[str]) -> NotFoundError:
+        """'no module X', with the stored ids closest to X by edit distance (difflib's ratio; case ignored)."""
         known = list(known)
-        close = [k for k in known if module_id.lower() in k.lower() or k.lower() in module_id.lower()]
-        hint = (f"; did you mean {', '.join(close[:5])}?" if close
+        by_lower: dict[str, str] = {}
+        for k in known:
+            by_lower.setdefault(k.lower(), k)
+        close = [by_lower[k] for k in difflib.get_close_matches(module_id.lower(), list(by_lower), n=5, cutoff=0.6)]
+        hint = (f"; did you mean {', '.join(close)}?" if close
                 else f" ({len(known)} modules stored; `mdhub list` shows them)")
         return NotFoundError(f"no module '{module_id}' in the store at {self.root}{hint}")
 

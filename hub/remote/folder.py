@@ -26,10 +26,10 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from hub.atomic import fsync_write
 from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
 from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
 from hub.remote.refs import COMMIT_ID, BackendName, check_revision, parse_repo_ref
+from modules.atomic import fsync_write
 
 COMMIT_FORMAT = 1
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")

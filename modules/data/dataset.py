@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..atomic import fsync_dir
 from ..envs import UnknownEnvError, env_spec, normalized_score
 from .errors import DatasetError
 
@@ -181,20 +182,6 @@ def build_metadata(
     return meta
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (best effort: some platforms cannot open a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @dataclass
 class OfflineDataset:
     """Aligned transitions of an offline RL dataset.
@@ -313,7 +300,7 @@ class OfflineDataset:
             except FileNotFoundError:
                 pass
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return path
 
     @classmethod

@@ -31,6 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..atomic import fsync_dir
 from ..errors import ModulesError
 
 STATE, META, LATEST = "state.safetensors", "state.json", "LATEST"
@@ -84,20 +85,6 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename / create in `path` durable (best effort: some platforms cannot open a folder)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write_synced(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -146,7 +133,7 @@ def move_aside(folder: Path) -> Path | None:
         return None
     target = aside_path(folder)
     os.replace(folder, target)
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
     return target
 
 
@@ -164,8 +151,8 @@ def move_legacy_aside(run_dir: Path, folder: Path) -> Path | None:
     target.mkdir(parents=True)
     for p in entries:
         os.replace(p, target / p.name)
-    _fsync_dir(target)
-    _fsync_dir(Path(run_dir))
+    fsync_dir(target)
+    fsync_dir(Path(run_dir))
     return target
 
 
@@ -197,13 +184,13 @@ def save_checkpoint(folder: Path, state: dict[str, Any], info: dict[str, Any] | 
     meta = json.dumps({"format": FORMAT, "state": {"file": STATE, "sha256": sha, "bytes": size},
                        "info": info or {}, "tree": tree}, sort_keys=True).encode()
     _write_synced(ckpt / META, meta)
-    _fsync_dir(ckpt)
-    _fsync_dir(folder)
+    fsync_dir(ckpt)
+    fsync_dir(folder)
     pointer = folder / f".{LATEST}.{tag}"
     _write_synced(pointer, json.dumps({"format": POINTER_FORMAT, "checkpoint": tag,
                                        "meta_sha256": hashlib.sha256(meta).hexdigest()}).encode())
     os.replace(pointer, folder / LATEST)
-    _fsync_dir(folder)
+    fsync_dir(folder)
     for old in _entries(folder):
         if old.name not in (tag, LATEST):
             if old.is_dir():

@@ -1,4 +1,4 @@
-"""Durable writes shared by the store, module folders and the file remote: no torch, no hub imports."""
+"""Durable writes shared by the store, module folders, the file remote, datasets and checkpoints (no torch)."""
 from __future__ import annotations
 
 import os
