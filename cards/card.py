@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 FORMAT_VERSION: Final = 1
 
@@ -35,10 +43,25 @@ class _Strict(BaseModel):
 
 
 class DatasetRef(_Strict):
-    """The offline dataset a module was trained or evaluated on."""
+    """The offline dataset a module was trained or evaluated on.
+
+    A dataset made by reward relabelling (`mdhub data relabel`) also names the reward and the dataset it was
+    relabelled from. These fields are left out of the card's JSON while unset, so older cards keep their bytes."""
 
     id: ShortText
     sha256: Sha256 | None = None
+    reward: ShortText | None = Field(default=None, description="The registered reward the dataset's rewards were "
+                                     "relabelled with (e.g. 'target-speed:1.5'); None: the data's own rewards.")
+    source_id: ShortText | None = Field(default=None, description="Id of the dataset it was relabelled from.")
+    source_sha256: Sha256 | None = Field(default=None, description="Content sha256 of that source dataset.")
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_relabelling(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for key in ("reward", "source_id", "source_sha256"):
+            if data.get(key) is None:
+                data.pop(key, None)
+        return data
 
 
 class ModuleRef(_Strict):

@@ -107,6 +107,9 @@ def _prose(card: ModuleCard) -> str:
         out.append(f"| environment | `{i.env_id}` |")
     if i.dataset:
         out.append(f"| dataset | `{i.dataset.id}` (sha256 `{(i.dataset.sha256 or '?')[:12]}`) |")
+        if i.dataset.reward:
+            out.append(f"| dataset rewards | relabelled with the reward `{i.dataset.reward}` from "
+                       f"`{i.dataset.source_id or '?'}` (sha256 `{(i.dataset.source_sha256 or '?')[:12]}`) |")
     if card.guidance:
         g = card.guidance
         out += ["", "## Guidance", "", f"Provides {', '.join(g.provides)}; {g.q_heads} Q heads reduced by "

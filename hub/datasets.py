@@ -22,7 +22,8 @@ from modules.data.errors import DatasetError
 from modules.data.make import make_dataset, parse_dataset_id
 
 __all__ = ["resolve_dataset", "datasets_dir", "dataset_path", "get_dataset", "make_and_store", "make_in_store",
-           "MakeOutcome", "modules_naming", "format_ids", "list_datasets", "dataset_info"]
+           "MakeOutcome", "modules_naming", "format_ids", "list_datasets", "dataset_info", "SUMMARY_KEYS",
+           "dataset_summary", "relabel"]
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -242,3 +243,117 @@ def list_datasets() -> list[dict[str, Any]]:
             rec["error"] = str(e)
         out.append(rec)
     return out
+
+
+# ----------------------------------------------------------------- per-episode summary (`mdhub data info`)
+
+SUMMARY_KEYS: tuple[str, ...] = (
+    "episodes", "return_mean", "return_std", "return_min", "return_max", "score_mean", "score_std", "score_min",
+    "score_max", "travel_mean_m", "travel_std_m", "travel_min_m", "travel_max_m", "policy", "sampling", "reward",
+    "source",
+)
+"""The stable keys of `dataset_summary` (and of ``mdhub data info --json``, next to the metadata record)."""
+
+
+def dataset_summary(dataset_id: str, verify: bool = False) -> dict[str, Any]:
+    """Per-episode statistics of a stored dataset under the stable keys `SUMMARY_KEYS`.
+
+    ``episodes``: finished episodes; ``return_*``: their undiscounted returns; ``score_*``: D4RL normalised scores
+    (None for toys and relabelled data, whose rewards are not the task's); ``travel_*_m``: forward travel per
+    episode in metres (`modules.data.locomotion`; None where the observations are not a walker's state);
+    ``policy`` and ``sampling`` ('deterministic', 'stochastic', 'uniform' or 'unknown'): how the data were
+    collected; ``reward``: the relabelling reward's name, None for the data's own; ``source``: ``{id, sha256}`` of
+    the dataset it was relabelled from, or None. Statistics come from the metadata recorded when the dataset was
+    made; a file made before they were recorded has them computed from its arrays.
+    """
+    from modules.data.dataset import return_stats
+    from modules.data.locomotion import sampling_of, travel_stats
+
+    meta = dataset_info(dataset_id, verify=verify)
+    rets = meta.get("returns")
+    scores = meta.get("normalized_scores")
+    if "travel_m" in meta and isinstance(rets, dict):
+        travel = meta["travel_m"]
+    else:  # made before the statistics were recorded: read the arrays
+        ds = OfflineDataset.load(Path(meta["path"]), verify=verify)
+        rets = return_stats(ds.episode_returns())
+        travel = travel_stats(ds.arrays(), ds.metadata.get("env"))
+
+    def pick(stats: Any, key: str) -> float | None:
+        return float(stats[key]) if isinstance(stats, dict) and stats.get(key) is not None else None
+
+    relabel = meta.get("relabelled") if isinstance(meta.get("relabelled"), dict) else None
+    out: dict[str, Any] = {"episodes": int((rets or {}).get("count", 0))}
+    for key in ("mean", "std", "min", "max"):
+        out[f"return_{key}"] = pick(rets, key)
+        out[f"score_{key}"] = pick(scores, key)
+        out[f"travel_{key}_m"] = pick(travel, key)
+    out["policy"] = meta.get("policy")
+    out["sampling"] = sampling_of(meta)
+    out["reward"] = relabel.get("reward") if relabel else None
+    out["source"] = relabel.get("source") if relabel else None
+    return {k: out[k] for k in SUMMARY_KEYS}
+
+
+# ----------------------------------------------------------------- reward relabelling (`mdhub data relabel`)
+
+def relabel(src: str, reward: str, new_id: str, force: bool = False) -> Path:
+    """Store a copy of dataset ``src`` under ``new_id`` whose rewards come from the registered reward ``reward``
+    (`modules.data.rewards.REWARDS`: 'forward', 'backward', 'target-speed:V', 'energy'). Returns its path.
+
+    The new metadata records ``relabelled``: the source's id and sha256, the reward's canonical name and its
+    definition; observations, actions, terminals and timeouts are the source's. Relabelling never overwrites:
+    ``new_id`` must not be in the store (``force`` replaces it, but never data that stored modules name) and must
+    not be an id `data make` builds. Everything is checked and computed before the file is written (atomically);
+    a `DatasetError` names the problem and nothing is written.
+    """
+    from modules.data.locomotion import layout_for, sampling_of, travel_stats
+    from modules.data.rewards import compute_reward, parse_reward
+
+    parsed = parse_reward(reward)
+    new_path = dataset_path(new_id)
+    new_name = new_path.stem
+    try:
+        parse_dataset_id(new_name)
+    except DatasetError:
+        pass
+    else:
+        raise DatasetError(f"{new_name!r} is a dataset id that `mdhub data make` builds; give the relabelled "
+                           f"dataset another id (e.g. {new_name}-{parsed.reward.name})")
+    src_path = dataset_path(src)
+    if not src_path.exists():
+        raise DatasetError(f"source dataset {src!r} is not in the store ({src_path}); `mdhub data list` shows "
+                           "what is there")
+    if new_path == src_path:
+        raise DatasetError(f"relabelling never overwrites its source: give the new dataset another id than {src!r}")
+    old_sha = _stored_sha(new_path) if new_path.exists() else None
+    if new_path.exists():
+        if not force:
+            raise DatasetError(f"dataset {new_name!r} is already in the store ({new_path}); relabelling never "
+                               "overwrites: pick another --id, or --force to replace it")
+        named = modules_naming(old_sha) if old_sha else []
+        if named:
+            raise DatasetError(f"dataset {new_name!r} ({new_path}) is the data {len(named)} stored module(s) were "
+                               f"trained on ({format_ids(named)}); refusing to replace it, pick another --id")
+    ds = OfflineDataset.load(src_path)
+    meta = ds.metadata
+    env = meta.get("env")
+    layout = layout_for(env if isinstance(env, str) else None, ds.obs_dim)
+    rewards = compute_reward(parsed, layout, ds.observations, ds.actions, ds.next_observations,
+                             dataset=f"dataset {src!r} (env {env!r}, obs_dim {ds.obs_dim})")
+    arrays = {**ds.arrays(), "rewards": rewards}
+    src_sha = str(meta.get("sha256") or ds.sha256)
+    extra: dict[str, Any] = {
+        "quality": meta.get("quality"),
+        "sampling": sampling_of(meta),
+        "relabelled": {"source": {"id": src_path.stem, "sha256": src_sha}, "reward": parsed.name,
+                       "definition": parsed.reward.definition,
+                       "source_returns": meta.get("returns")},
+        "travel_m": travel_stats(arrays, env if isinstance(env, str) else None),
+        "normalized_scores": None,  # D4RL's reference returns are for the task's own reward
+    }
+    out = OfflineDataset.from_arrays(arrays, env=str(env or "unknown"), policy=str(meta.get("policy")),
+                                     seed=meta.get("seed"), dataset_id=new_name, extra=extra,
+                                     source=f"relabel({src!r})")
+    out.metadata["normalized_scores"] = None
+    return out.save(new_path)

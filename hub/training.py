@@ -59,10 +59,16 @@ class Budget:
 
 def dataset_interface(ds: OfflineDataset) -> Interface:
     meta = ds.metadata
+    rel = meta.get("relabelled")
+    relabelled: dict[str, Any] = rel if isinstance(rel, dict) else {}
+    src = relabelled.get("source")
+    source: dict[str, Any] = src if isinstance(src, dict) else {}
     return Interface(
         obs_dim=ds.obs_dim, act_dim=ds.act_dim, obs_normalised=True,
         env_id=meta.get("gym_id") or meta.get("env"),
-        dataset=DatasetRef(id=str(meta.get("dataset_id") or "unnamed"), sha256=ds.sha256),
+        dataset=DatasetRef(id=str(meta.get("dataset_id") or "unnamed"), sha256=ds.sha256,
+                           reward=relabelled.get("reward"), source_id=source.get("id"),
+                           source_sha256=source.get("sha256")),
     )
 
 

@@ -151,17 +151,74 @@ def info_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the whole metadata record as JSON."),
     verify: bool = typer.Option(False, "--verify", help="Also read every array and check the content sha256."),
 ) -> None:
-    """Show a stored dataset: size, policy, seed, episode-return statistics, normalised scores, sha256."""
+    """Show a stored dataset: size, policy and its sampling mode, seed, per-episode return, normalised score and
+    forward travel (mean +- std, min, max), sha256, and for relabelled data its source and reward.
+
+    --json prints the metadata record plus the stable keys episodes, return_mean, return_std, return_min,
+    return_max, score_mean, score_std, score_min, score_max, travel_mean_m, travel_std_m, travel_min_m,
+    travel_max_m, policy, sampling, reward, source (None where a figure does not exist, e.g. travel for toys)."""
     from hub import datasets as store
 
     info = store.dataset_info(dataset_id, verify=verify)
+    summary = store.dataset_summary(dataset_id)
     if as_json:
-        typer.echo(json.dumps(info, indent=2, sort_keys=True))
+        typer.echo(json.dumps({**info, **summary}, indent=2, sort_keys=True))
         return
     for line in _summary_lines(info):
         typer.echo(line)
+    for line in _episode_lines(summary):
+        typer.echo(line)
     if verify:
         typer.echo("verified:  arrays and content sha256 OK")
+
+
+def _episode_lines(s: dict[str, Any]) -> list[str]:
+    """Per-episode lines of `mdhub data info` from `hub.datasets.dataset_summary`."""
+    def stat(prefix: str, suffix: str = "", unit: str = "", digits: int = 1) -> str:
+        if s.get(f"{prefix}_mean{suffix}") is None:
+            return "-"
+        v = {k: s[f"{prefix}_{k}{suffix}"] for k in ("mean", "std", "min", "max")}
+        return (f"{v['mean']:.{digits}f} +- {v['std']:.{digits}f}{unit} (min {v['min']:.{digits}f}, "
+                f"max {v['max']:.{digits}f})")
+
+    lines = [
+        f"episodes:  {s['episodes']} finished",
+        f"sampling:  {s['sampling']}",
+        f"per episode: return {stat('return')}",
+        f"             normalised score {stat('score')}",
+        f"             forward travel {stat('travel', '_m', ' m', 2)}",
+    ]
+    if s.get("reward"):
+        src = s.get("source") or {}
+        lines.append(f"relabelled: reward {s['reward']} on {src.get('id')} (sha256 {str(src.get('sha256'))[:12]})")
+    return lines
+
+
+@data_app.command("relabel", help="Make a dataset whose rewards come from a registered reward function of "
+                  "(obs, action, next_obs), the source's transitions otherwise. Rewards (modules/data/rewards.py; "
+                  "tests check this list against the registry): forward: the task's "
+                  "own reward (torso speed for the body's); backward: the same with the speed negated; "
+                  "target-speed:V gives -|v - V| (v the forward speed, m/s); energy: -sum(a^2). The new dataset "
+                  "records its source's id and sha256 and the reward; it never overwrites (NEW must not exist unless "
+                  "--force, and never data that stored modules name).")
+@handles_errors
+def relabel_cmd(
+    source: str = typer.Argument(..., metavar="SRC", help="A dataset id in the store."),
+    reward: str = typer.Option(..., "--reward", "-r", help="A registered reward: forward, backward, "
+                               "target-speed:V (V in m/s, e.g. target-speed:1.5), energy."),
+    new_id: str = typer.Option(..., "--id", help="Id of the new dataset (lower-case letters, digits, '.', '_', "
+                               "'-'; not an id `data make` builds)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace NEW if the store has it (refused when stored "
+                               "modules were trained on it)."),
+) -> None:
+    """Relabel SRC's rewards with a registered reward function into a new dataset NEW."""
+    from hub import datasets as store
+
+    path = store.relabel(source, reward, new_id, force=force)
+    summary = store.dataset_summary(path.stem)
+    typer.echo(f"made {path.stem} from {source} with reward {summary['reward']}: {path}")
+    for line in _episode_lines(summary):
+        typer.echo("  " + line)
 
 
 def register(app: typer.Typer) -> None:

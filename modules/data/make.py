@@ -28,6 +28,7 @@ from .behaviour import EXPERT_ENVS, policies_dir, shipped_sac_path
 from .collect import PolicySpec, collect
 from .dataset import OfflineDataset
 from .errors import DatasetError
+from .locomotion import sampling_of, travel_stats
 from .toy import TOY_NAMES, make_toy_dataset
 
 __all__ = [
@@ -125,6 +126,7 @@ def _collected(did: DatasetId, spec: PolicySpec, n: int, seed: int, progress: bo
     arrays, stats = collect(spec, n, seed=seed, workers=workers, progress=progress, desc=str(did))
     extra: dict[str, Any] = {
         "quality": did.quality,
+        "sampling": "uniform" if spec.kind == "random" else ("deterministic" if spec.deterministic else "stochastic"),
         "generator": {
             "policy_kind": spec.kind,
             "policy_file": Path(spec.path).name if spec.path else None,
@@ -198,7 +200,18 @@ def make_dataset(
     Same id, transitions and seed give the same arrays (same ``metadata['sha256']``), whatever ``workers``.
     ``progress`` shows a tqdm bar; ``workers`` defaults to up to 2 processes for sets of 10,000 rows or more.
     Raises `DatasetError` for an unknown env or quality, or a missing shipped policy.
+
+    The metadata also holds ``sampling`` (how actions were drawn: 'deterministic', 'stochastic', 'uniform') and
+    ``travel_m``, the per-episode forward travel statistics (`modules.data.locomotion`; None for the toys).
     """
+    ds = _make(dataset_id, transitions, seed, progress, workers)
+    ds.metadata["sampling"] = sampling_of(ds.metadata)
+    ds.metadata["travel_m"] = travel_stats(ds.arrays(), ds.metadata.get("env"))
+    return ds
+
+
+def _make(dataset_id: str, transitions: int | None, seed: int, progress: bool,
+          workers: int | None) -> OfflineDataset:
     did = parse_dataset_id(dataset_id)
     if transitions is not None and int(transitions) <= 0:
         raise DatasetError(f"transitions must be a positive number, got {transitions}")
