@@ -173,6 +173,53 @@ class FileEntry(_Strict):
     size: int = Field(ge=0)
 
 
+MAX_EVALUATIONS: Final = 32
+
+
+class EvalRecord(_Strict):
+    """One evaluation in the module's task (`mdhub eval`), labelled by how it was run. Kept apart from the training
+    metrics; a card accumulates them (`merge_evaluations`), so an evaluation over fewer episodes never replaces a
+    better-founded one. Rendered in README.md as the Hub's model-index (task reinforcement-learning, dataset = env)."""
+
+    env_id: ShortText
+    episodes: int = Field(ge=1, le=1_000_000)
+    seed: int = 0
+    max_steps: int | None = Field(default=None, ge=1, description="Episode step cap, when shorter than the env's.")
+    mode: GuidanceMode = Field(description="Sampling mode of the policy (mode table, e.g. resample).")
+    settings: dict[ShortText, float | int | str | bool] = Field(default_factory=dict, max_length=32)
+    guidance: ModuleId | None = Field(default=None, description="The guidance that scored candidates, if any.")
+    return_mean: float
+    return_std: float = Field(ge=0.0)
+    normalized_score: float | None = None
+    normalized_score_std: float | None = Field(default=None, ge=0.0)
+    date: Annotated[str, StringConstraints(max_length=40)] | None = Field(default=None, description="ISO 8601, UTC.")
+
+    def label(self) -> tuple[str, ...]:
+        """What makes two evaluations the same experiment (everything but the outcome and the date)."""
+        return (self.env_id, str(self.episodes), str(self.seed), str(self.max_steps), self.mode,
+                repr(sorted(self.settings.items())), str(self.guidance))
+
+    def sampling(self) -> str:
+        """How the policy sampled, e.g. `resample(n_candidates=50, rule=argmax)`."""
+        return f"{self.mode}({', '.join(f'{k}={v}' for k, v in sorted(self.settings.items()))})"
+
+
+def best_evaluation(records: list[EvalRecord]) -> EvalRecord | None:
+    """The best-founded evaluation: the most episodes, then the newest."""
+    return max(records, key=lambda r: (r.episodes, r.date or ""), default=None)
+
+
+def merge_evaluations(old: list[EvalRecord], new: list[EvalRecord]) -> list[EvalRecord]:
+    """`old` plus `new`: a new record replaces an old one with the same label (a rerun of the same experiment),
+    others accumulate. Beyond MAX_EVALUATIONS the least-founded are dropped (fewest episodes, then oldest)."""
+    out = list(old)
+    for rec in new:
+        out = [r for r in out if r.label() != rec.label()] + [rec]
+    while len(out) > MAX_EVALUATIONS:
+        out.remove(min(out, key=lambda r: (r.episodes, r.date or "")))
+    return out
+
+
 class ModuleCard(_Strict):
     """The card of one module. See docs/design.md: identity, interface, origin, semantics, files, metrics."""
 
@@ -187,7 +234,10 @@ class ModuleCard(_Strict):
     diffusion: DiffusionSpec | None = None
     policy: PolicySpec | None = None
     files: list[FileEntry] = Field(default_factory=list, max_length=16)
-    metrics: dict[ShortText, float | int | str | None] = Field(default_factory=dict, max_length=128)
+    metrics: dict[ShortText, float | int | str | None] = Field(
+        default_factory=dict, max_length=128, description="Training metrics (wall time, final losses, the last "
+        "learning-curve point as curve_*); evaluations are in `evaluations`.")
+    evaluations: list[EvalRecord] = Field(default_factory=list, max_length=MAX_EVALUATIONS)
     hub_source: HubSource | None = None
     license: Annotated[str, StringConstraints(max_length=64)] = "mit"
     tags: list[Annotated[str, StringConstraints(max_length=64)]] = Field(default_factory=list, max_length=32)

@@ -161,7 +161,16 @@ def card_from_json(text: str | bytes, source: str = "card.json") -> ModuleCard:
 
 def card_to_json(card: ModuleCard) -> str:
     """Canonical JSON (sorted keys, 2-space indent, trailing newline): the same card gives the same bytes."""
-    return json.dumps(card.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return json.dumps(card_data(card), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def card_data(card: ModuleCard) -> dict[str, Any]:
+    """The card as JSON-ready data. `evaluations` is left out while empty, so a card that was never evaluated keeps
+    the bytes it had before the field existed (and older readers, which forbid unknown fields, still read it)."""
+    data = card.model_dump(mode="json")
+    if not data.get("evaluations"):
+        data.pop("evaluations", None)
+    return data
 
 
 def card_json_schema() -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """A card as a Hugging Face model card (README.md: YAML front matter + prose) and back.
 
-The front matter carries the Hub's own keys (`library_name`, `tags`, `datasets`, `license`) for search and display,
+The front matter carries the Hub's own keys (`library_name`, `license`, `pipeline_tag`, `tags`, `datasets`,
+`model-index` with the evaluations) for search, display and leaderboards,
 and the whole card under the `mdhub` key, so that parsing the README gives back an equal card.
 Parsing is defensive: size-capped, YAML aliases refused (no "billion laughs"), nesting depth and number literals
 capped (the limits of `cards.io`), then full card validation.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,7 +16,7 @@ import yaml
 
 from cards.card import ModuleCard
 from cards.errors import CardError
-from cards.io import MAX_DEPTH, MAX_NUMBER_CHARS, card_from_dict
+from cards.io import MAX_DEPTH, MAX_NUMBER_CHARS, card_data, card_from_dict
 
 _T = TypeVar("_T")
 
@@ -63,24 +65,80 @@ _NoAliasSafeLoader.add_constructor("tag:yaml.org,2002:int", _NoAliasSafeLoader._
 _NoAliasSafeLoader.add_constructor("tag:yaml.org,2002:float", _NoAliasSafeLoader._float)
 
 
+PIPELINE_TAG = "reinforcement-learning"
+BASE_TAGS = ("reinforcement-learning", "offline-reinforcement-learning", "diffusion-policy", LIBRARY_NAME)
+
+
 def hub_tags(card: ModuleCard) -> list[str]:
-    """Tags for Hub search: library, kind, algorithm, architecture, env, plus the card's own tags."""
-    tags = ["mdhub", "offline-rl", "diffusion-policy", card.kind, card.origin.algorithm.lower(), card.architecture]
+    """Tags for Hub search: the task, offline RL, diffusion policy, the library, then kind, algorithm, architecture,
+    env, and the card's own tags (no duplicates, in that order)."""
+    tags = [*BASE_TAGS, card.kind, card.origin.algorithm.lower(), card.architecture]
     if card.interface.env_id:
         tags.append(card.interface.env_id)
     tags += card.tags
     return list(dict.fromkeys(tags))
 
 
+def hub_dataset_id(card: ModuleCard) -> str | None:
+    """The Hub dataset id of the card's data, when the data live on the Hub (a DatasetRef with a `repo`); a local
+    dataset id names nothing on the Hub and is left out of `datasets:`."""
+    ref = card.interface.dataset
+    repo = getattr(ref, "repo", None) if ref is not None else None
+    if not isinstance(repo, str) or not repo:
+        return None
+    for prefix in ("hf://datasets/", "hf://", "datasets/"):
+        repo = repo.removeprefix(prefix)
+    return repo.split("@")[0] or None
+
+
+def model_index(card: ModuleCard) -> list[dict[str, Any]] | None:
+    """The card's evaluations as the Hub's model-index, in the shape huggingface_hub's ModelCardData writes for
+    EvalResults (one result per env, as huggingface_sb3 does): metric `mean_reward` "m +/- s" and
+    `normalized_score`, each labelled by its config (sampling, episodes, seed) and args (everything it ran with)."""
+    if not card.evaluations:
+        return None
+    results: dict[str, list[dict[str, Any]]] = {}
+    for r in card.evaluations:
+        config = f"{r.sampling()}, {r.episodes} episodes, seed {r.seed}" + (
+            f", max {r.max_steps} steps" if r.max_steps else "")
+        args: dict[str, Any] = {"episodes": r.episodes, "seed": r.seed, "mode": r.mode,
+                                "settings": dict(sorted(r.settings.items())), "guidance": r.guidance or "none"}
+        if "rule" in r.settings:
+            args["rule"] = r.settings["rule"]
+        if r.max_steps:
+            args["max_steps"] = r.max_steps
+        if r.date:
+            args["date"] = r.date
+        metrics = [{"type": "mean_reward", "value": f"{r.return_mean:.2f} +/- {r.return_std:.2f}",
+                    "name": "mean_reward", "config": config, "args": copy.deepcopy(args), "verified": False}]
+        if r.normalized_score is not None:
+            metrics.append({"type": "normalized_score", "value": round(r.normalized_score, 2),
+                            "name": "normalized score", "config": config, "args": copy.deepcopy(args),
+                            "verified": False})
+        results.setdefault(r.env_id, []).extend(metrics)
+    return [{"name": card.id, "results": [
+        {"task": {"type": PIPELINE_TAG, "name": "reinforcement-learning"},
+         "dataset": {"name": env, "type": env}, "metrics": metrics}
+        for env, metrics in results.items()]}]
+
+
 def front_matter(card: ModuleCard) -> dict[str, Any]:
+    """The YAML front matter: the keys huggingface_hub's ModelCardData writes (library_name, license, pipeline_tag,
+    tags, datasets, model-index; tests/test_hub_cards.py checks the equivalence) plus the whole card under `mdhub`.
+    Built here rather than through ModelCardData so that cards/ stays light (no huggingface_hub import)."""
     meta: dict[str, Any] = {
         "library_name": LIBRARY_NAME,
         "license": card.license,
+        "pipeline_tag": PIPELINE_TAG,
         "tags": hub_tags(card),
     }
-    if card.interface.dataset:
-        meta["datasets"] = [card.interface.dataset.id]
-    meta["mdhub"] = card.model_dump(mode="json")
+    dataset = hub_dataset_id(card)
+    if dataset:
+        meta["datasets"] = [dataset]
+    index = model_index(card)
+    if index:
+        meta["model-index"] = index
+    meta["mdhub"] = card_data(card)
     return meta
 
 
@@ -134,8 +192,16 @@ def _prose(card: ModuleCard) -> str:
             out.append(f"- inference guidance: `{p.infer_guidance.id}` (mode `{p.mode}`)")
     if o.trained_with_guidance:
         out += ["", f"Trained under the frozen guidance `{o.trained_with_guidance.id}`."]
+    if card.evaluations:
+        out += ["", "## Evaluation", "", "| env | sampling | guidance | episodes | seed | return | normalised score "
+                "| date |", "|---|---|---|---|---|---|---|---|"]
+        for r in sorted(card.evaluations, key=lambda r: (-r.episodes, r.date or "")):
+            score = (f"{r.normalized_score:.1f} +/- {r.normalized_score_std or 0.0:.1f}"
+                     if r.normalized_score is not None else "-")
+            out.append(f"| `{r.env_id}` | `{r.sampling()}` | {r.guidance or '-'} | {r.episodes} | {r.seed} | "
+                       f"{r.return_mean:.2f} +/- {r.return_std:.2f} | {score} | {r.date or '-'} |")
     if card.metrics:
-        out += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+        out += ["", "## Training metrics", "", "| metric | value |", "|---|---|"]
         out += [f"| {k} | {_fmt(v)} |" for k, v in sorted(card.metrics.items())]
     out += ["", "## Use", "", "```python", "import hub", f'module = hub.load("{card.id}")', "```", ""]
     return "\n".join(out)

@@ -100,6 +100,18 @@ class CombinedPolicy:
 
     __call__ = act
 
+    def __repr__(self) -> str:
+        p = self.card.policy
+        assert p is not None  # a policy card has its policy section
+        parts = [f"diffusion={p.diffusion.id!r}"]
+        if p.train_guidance:
+            parts.append(f"guidance={p.train_guidance.id!r}")
+        if p.infer_guidance and (not p.train_guidance or p.infer_guidance.id != p.train_guidance.id):
+            parts.append(f"infer_guidance={p.infer_guidance.id!r}")
+        settings = ", ".join(f"{k}={v}" for k, v in sorted(p.params.items()))
+        return f"CombinedPolicy(id={self.card.id!r}, {', '.join(parts)}, mode={p.mode!r}" + \
+            (f", {settings})" if settings else ")")
+
     def save(self, module_id: str | None = None, store: Store | None = None, overwrite: bool = False) -> StoredModule:
         """Store the policy card (its parts by reference). A different policy under the same id needs `overwrite`."""
         card = self.card if module_id is None else self.card.model_copy(update={"id": module_id})

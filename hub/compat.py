@@ -12,7 +12,7 @@ advantage. Everything else that does not fit is refused with the reason.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -63,6 +63,12 @@ class Report:
                 + "; ".join(self.reasons())
             )
         return self
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (`mdhub check --json`): a stable schema, see the README."""
+        return {"guidance": self.guidance, "diffusion": self.diffusion, "mode": self.mode,
+                "compatible": self.compatible, "adapters": self.adapters,
+                "checks": [{"name": c.name, "status": c.status, "detail": c.detail} for c in self.checks]}
 
     def table(self) -> str:
         width = max(len(c.name) for c in self.checks) if self.checks else 5

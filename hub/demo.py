@@ -100,14 +100,19 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
         settings: dict[str, Any] = {"n_candidates": cfg.n_candidates} if mode == "resample" else {}
         pol = combine(g, d, mode=mode, infer_guidance=g_infer, module_id=f"{p}-{name}", store=store, save=False,
                       progress=progress, **settings)
-        from hub.evaluation import eval_metrics, run_episodes
+        from hub.evaluation import eval_record, run_episodes
+        from hub.modes import SamplingConfig
 
         r = run_episodes(pol.runtime, ds.metadata["gym_id"], cfg.episodes, seed=cfg.seed + 100,
                          max_steps=cfg.max_episode_steps)
-        pol.card = pol.card.model_copy(update={"metrics": eval_metrics(r)})
-        saved = pol.save(store=store, overwrite=True)
-        spec = saved.card.policy
+        spec = pol.card.policy
         assert spec is not None  # a policy card has its policy section
+        sampling = SamplingConfig.from_card(spec.mode, dict(spec.params), f"policy '{pol.card.id}'")
+        scorer = spec.infer_guidance.id if spec.infer_guidance else None
+        record = eval_record(r, ds.metadata["gym_id"], sampling, scorer, seed=cfg.seed + 100,
+                             max_steps=cfg.max_episode_steps)
+        pol.card = pol.card.model_copy(update={"evaluations": [record]})
+        saved = pol.save(store=store, overwrite=True)
         rows.append(DemoRow(name, d.id, g.id if g else "-", spec.infer_guidance.id if spec.infer_guidance else "-",
                             mode, r["return_mean"], r["return_std"], r["normalized_score"], str(saved.path)))
         say(f"  {name:14} score {r['normalized_score']:7.1f}  (return {r['return_mean']:.0f} +- {r['return_std']:.0f})")

@@ -1,10 +1,12 @@
 """Evaluation: run a diffusion module or a combined policy in its pybullet task; write the result to its card."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cards import EvalRecord
 from hub.combine import CombinedPolicy, build_runtime, load_policy
 from hub.errors import MdhubError
 from hub.modes import DEFAULT_PAIRING, SamplingConfig
@@ -48,25 +50,33 @@ def default_sampling(d: StoredModule, store: Store) -> tuple[SamplingConfig, Sto
 
 
 def eval_metrics(result: dict[str, float]) -> dict[str, float]:
-    """An evaluation's result as card metrics: `normalized_score` as is, everything else as `eval_<name>`."""
+    """An evaluation's result as flat metrics: `normalized_score` as is, everything else as `eval_<name>` (the
+    benchmarks' JSON; cards keep evaluations apart, as EvalRecords: `eval_record`)."""
     return {k if k == "normalized_score" else f"eval_{k}": v for k, v in result.items()}
 
 
-def sampling_record(cfg: SamplingConfig, guidance: str | None) -> dict[str, str]:
-    """What an evaluation's card metrics say about how the policy sampled (mode, settings, guidance)."""
-    settings = ", ".join(f"{k}={v}" for k, v in cfg.settings().items())
-    return {"eval_sampling": f"{cfg.mode}({settings})", "eval_sampling_guidance": guidance or "none"}
+def eval_record(result: dict[str, float], env_id: str, cfg: SamplingConfig, guidance: str | None, seed: int,
+                max_steps: int | None = None) -> EvalRecord:
+    """An evaluation as the card records it: labelled by env, episodes, seed, sampling mode and settings (the
+    selection rule among them) and the guidance that scored, dated (UTC)."""
+    settings = {k: v for k, v in cfg.settings().items() if isinstance(v, int | float | str | bool)}
+    return EvalRecord(env_id=env_id, episodes=int(result["episodes"]), seed=seed, max_steps=max_steps, mode=cfg.mode,
+                      settings=settings, guidance=guidance, return_mean=result["return_mean"],
+                      return_std=result["return_std"], normalized_score=result.get("normalized_score"),
+                      normalized_score_std=result.get("normalized_score_std"),
+                      date=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple[Any, Any, dict[str, str]]:
-    """(card, runtime, how it samples) for a diffusion module, a policy card, or a combined policy in memory."""
+def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple[Any, Any, SamplingConfig, str | None]:
+    """(card, runtime, sampling config, id of the guidance that scores) for a diffusion module, a policy card, or a
+    combined policy in memory."""
     if isinstance(ref, CombinedPolicy):
         p = ref
     else:
         m = ref if isinstance(ref, StoredModule) else store.load(ref)
         if m.card.kind == "diffusion":
             cfg, g = default_sampling(m, store)
-            return m.card, build_runtime(cfg, m, g), sampling_record(cfg, g.id if g else None)
+            return m.card, build_runtime(cfg, m, g), cfg, g.id if g else None
         if m.card.kind != "policy":
             raise MdhubError(f"'{m.card.id}' is a guidance module: evaluate a diffusion module or a policy that "
                              "uses it")
@@ -75,7 +85,7 @@ def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple
     assert spec is not None  # a policy card has its policy section (the card validates it)
     cfg = SamplingConfig.from_card(spec.mode, dict(spec.params), f"policy '{p.card.id}'")
     g_id = spec.infer_guidance.id if spec.infer_guidance else None
-    return p.card, p.runtime, sampling_record(cfg, g_id)
+    return p.card, p.runtime, cfg, g_id
 
 
 def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 0,
@@ -95,16 +105,24 @@ def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 
 
 
 def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed: int = 0, store: Store | None = None,
-             write: bool = True, max_steps: int | None = None) -> dict[str, float]:
-    """Evaluate in the module's own task; with `write`, record the result in its card's metrics."""
+             write: bool = True, max_steps: int | None = None) -> dict[str, Any]:
+    """Evaluate in the module's own task; with `write`, add the result to its card's `evaluations` (labelled; an
+    evaluation over fewer episodes never replaces another). Returns the result: return and normalised score (mean,
+    std), episodes, seed, env_id, sampling (mode and settings, e.g. `resample(n_candidates=50, rule=argmax)`),
+    mode, settings, guidance, written."""
+    if episodes < 1:
+        raise MdhubError(f"episodes must be at least 1 (got {episodes})")
     store = store or Store()
-    card, runtime, sampling = runtime_for(ref, store)
+    card, runtime, cfg, guidance = runtime_for(ref, store)
     if not card.interface.env_id:
         raise MdhubError(f"'{card.id}' records no environment (env_id) to evaluate in")
-    result = run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps)
-    if write and store.contains(card.id):  # merged key by key into the card's metrics, under the store's lock
-        store.update_card(card.id, metrics={**eval_metrics(result), **sampling})
-    return result
+    result: dict[str, Any] = dict(run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps))
+    record = eval_record(result, card.interface.env_id, cfg, guidance, seed, max_steps)
+    written = write and store.contains(card.id)
+    if written:  # merged into the card's evaluations under the store's lock
+        store.update_card(card.id, evaluations=[record])
+    return {**result, "seed": seed, "env_id": record.env_id, "sampling": record.sampling(), "mode": record.mode,
+            "settings": dict(record.settings), "guidance": guidance, "written": written}
 
 
 def curve_evaluator(episodes: int = 3, n_candidates: int = 50) -> EvalFnFactory:

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from filelock import FileLock
 
-from cards import ModuleCard, card_to_json, card_to_readme
+from cards import EvalRecord, ModuleCard, card_to_json, card_to_readme, merge_evaluations
 from hub.errors import NotFoundError, StoreError
 from hub.module_folder import (
     CARD,
@@ -398,8 +398,9 @@ class Store:
 
     def update_card(self, module_id: str, **changes: Any) -> ModuleCard:
         """Change a stored module's card, keeping its weights: `metrics` are merged key by key into the card's,
-        any other field replaces. The read, the change and the swap happen under the store's lock, so concurrent
-        updates are never lost, and the swap is a new folder plus an index switch, so a crash loses nothing."""
+        `evaluations` accumulate (cards.merge_evaluations), any other field replaces. The read, the change and the
+        swap happen under the store's lock, so concurrent updates are never lost, and the swap is a new folder plus
+        an index switch, so a crash loses nothing."""
         frozen = sorted(set(changes) & set(IMMUTABLE_FIELDS))
         if frozen:
             raise StoreError(f"update_card('{module_id}'): {', '.join(frozen)} cannot change on a stored module; "
@@ -414,6 +415,9 @@ class Store:
             for key, value in changes.items():
                 if key == "metrics":
                     data["metrics"] = {**data["metrics"], **dict(value)}
+                elif key == "evaluations":  # accumulated, labelled (cards.merge_evaluations)
+                    merged = merge_evaluations(card.evaluations, [EvalRecord.model_validate(v) for v in value])
+                    data["evaluations"] = [r.model_dump() for r in merged]
                 else:
                     data[key] = value.model_dump() if hasattr(value, "model_dump") else value
             new = ModuleCard.model_validate(data)

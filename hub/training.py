@@ -25,6 +25,7 @@ from cards import (
     RewardTransform,
     ValueStats,
 )
+from hub.algos import DIFFUSION_ALGOS, GUIDANCE_ALGOS
 from hub.datasets import resolve_dataset
 from hub.errors import MdhubError, StoreError
 from hub.modes import DEFAULT_PAIRING, Mode, TrainingContext, training_mode_for
@@ -37,9 +38,6 @@ from modules.data.dataset import OfflineDataset
 from modules.train.batches import RewardScale
 from modules.train.loop import EvalFn, TrainResult, run
 from modules.train.recipes import Recipe, get_recipe
-
-GUIDANCE_ALGOS = {"iql": "iql", "idql": "idql", "dql": "dql-joint"}
-DIFFUSION_ALGOS = {"dql": "dql-guidance-first", "idql": "idql-bc", "swg": "swg", "cfg": "cfg"}
 
 # (dataset, frozen guidance or None) -> a learning-curve evaluation for the loop, or None (hub.evaluation)
 EvalFnFactory = Callable[[OfflineDataset, StoredModule | None], EvalFn | None]
@@ -159,6 +157,13 @@ def algorithm_for(backbone: str, mode: Mode | None = None) -> str | None:
     return own[0] if own else (algos[0] if algos and mode is not None else None)
 
 
+def _check_steps(steps: int | None, budget: Budget | None) -> None:
+    """None means the recipe's default; 0 or a negative count is refused (it used to mean the default silently)."""
+    for name, value in (("steps", steps), ("budget.steps", budget.steps if budget else None)):
+        if value is not None and value < 1:
+            raise MdhubError(f"{name} must be at least 1 (got {value}); leave it out for the recipe's default")
+
+
 def default_id(kind: str, algo: str, ds: OfflineDataset, seed: int) -> str:
     """The id a run gets when none is given. Kinds never share one: `ALGO-critic-DATA-sSEED` for a guidance,
     `ALGO-actor-DATA-sSEED` for a diffusion policy, `dql-joint-actor-DATA-sSEED` for a joint run's actor."""
@@ -189,6 +194,7 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
     from its checkpoint; `fresh` moves the checkpoint aside and starts over."""
     if algo not in GUIDANCE_ALGOS:
         raise MdhubError(f"unknown guidance algorithm '{algo}'; known: {', '.join(GUIDANCE_ALGOS)}")
+    _check_steps(steps, budget)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
@@ -237,6 +243,7 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
     """
     if algo not in DIFFUSION_ALGOS:
         raise MdhubError(f"unknown diffusion algorithm '{algo}'; known: {', '.join(DIFFUSION_ALGOS)}")
+    _check_steps(steps, budget)
     if joint:
         if algo != "dql":
             raise MdhubError("--joint trains a DQL actor with its critic; use --algo dql")

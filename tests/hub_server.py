@@ -4,7 +4,8 @@ It speaks the subset of the Hub's HTTP API that **huggingface_hub 2.4.0** uses (
 hf_api.py, _commit_api.py, file_download.py, _snapshot_download.py and utils/_http.py) for:
 
     POST /api/repos/create                              HfApi.create_repo (409 + {"url"} when it exists)
-    POST /api/validate-yaml                             HfApi.create_commit checks README.md metadata
+    POST /api/validate-yaml                             HfApi.create_commit checks README.md metadata: the
+                                                        Hub's rules for the fields mdhub writes (tests/hub_yaml.py)
     POST /api/models/{ns}/{name}/branch/{branch}        HfApi.create_branch ({"startingPoint"}; 409 if it exists)
     GET  /api/models/{ns}/{name}/refs                   HfApi.list_repo_refs
     POST /api/models/{ns}/{name}/preupload/{rev}        _commit_api._fetch_upload_modes: every file "regular"
@@ -435,8 +436,12 @@ class _Handler(BaseHTTPRequestHandler):
         if seg[:1] == ["api"]:
             if method == "POST" and seg[1:] == ["repos", "create"]:
                 return self._create_repo(json.loads(body or b"{}"))
-            if method == "POST" and seg[1:] == ["validate-yaml"]:
-                return self._json(200, {"errors": [], "warnings": []})
+            if method == "POST" and seg[1:] == ["validate-yaml"]:  # the Hub's metadata rules (tests/hub_yaml.py)
+                from tests.hub_yaml import validate_readme
+
+                errors = validate_readme(json.loads(body or b"{}"))
+                return self._json(400 if errors else 200, {"errors": [{"message": m} for m in errors],
+                                                           "warnings": []})
             if len(seg) >= 4 and seg[1] == "models":
                 repo_id, rest = f"{seg[2]}/{seg[3]}", seg[4:]
                 return self._models_api(method, repo_id, rest, query, body)

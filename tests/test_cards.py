@@ -46,8 +46,9 @@ def test_readme_round_trip_is_equal_and_has_hub_metadata():
     assert text.startswith("---\n")
     front = text.split("---\n")[1]
     assert "library_name: mdhub" in front and "license: mit" in front
-    assert "- hopper-bullet-medium" in front  # datasets
-    for tag in ("iql", "guidance", "offline-rl"):
+    assert "pipeline_tag: reinforcement-learning" in front
+    assert "datasets:" not in front  # a local dataset id names nothing on the Hub (tests/test_hub_cards.py)
+    for tag in ("iql", "guidance", "reinforcement-learning", "offline-reinforcement-learning", "diffusion-policy"):
         assert f"- {tag}" in front
     assert card_from_readme(text) == card
     assert card_to_readme(card_from_readme(text)) == text

@@ -250,7 +250,7 @@ def test_cli_end_to_end_on_tiny_data(world, monkeypatch):
     r = runner.invoke(app, ["check", "g-iql", "d-dql_mlp", "--mode", "resample"])
     assert r.exit_code == 0 and "COMPATIBLE" in r.output and "standardize-q" in r.output
     r = runner.invoke(app, ["check", "g-iql", "d-dql_mlp", "--mode", "cfg"])
-    assert r.exit_code == 1 and "INCOMPATIBLE" in r.output
+    assert r.exit_code == 3 and "INCOMPATIBLE" in r.output  # the verdict's own exit code (errors are 1)
     r = runner.invoke(app, ["combine", "-g", "g-iql", "-d", "d-dql_mlp", "--mode", "teleport"])
     assert r.exit_code == 2 and "teleport" in r.output and "resample" in r.output  # a usage error: the choices
     assert "Traceback" not in r.output
@@ -284,7 +284,16 @@ def test_train_and_eval_in_pybullet_through_the_cli(monkeypatch, hub_home):
     r = runner.invoke(app, ["eval", "hd", "-n", "2"])
     assert r.exit_code == 0 and "normalised score" in r.output, r.output
     card = hub.show("hd")
-    assert card.metrics["eval_episodes"] == 2 and "normalized_score" in card.metrics
+    (ev,) = card.evaluations  # kept apart from the training metrics, labelled
+    assert ev.episodes == 2 and ev.env_id == "HopperBulletEnv-v0" and ev.guidance == "hg"
+    assert ev.mode == "resample" and ev.settings["rule"] == "argmax" and np.isfinite(ev.normalized_score)
+    assert "normalized_score" not in card.metrics and "eval_episodes" not in card.metrics
+    r = runner.invoke(app, ["eval", "hd", "-n", "1", "--json"])  # fewer episodes: added beside, never replacing
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.output)
+    assert result["id"] == "hd" and result["episodes"] == 1 and result["written"] is True
+    assert result["sampling"].startswith("resample(") and result["guidance"] == "hg"
+    assert sorted(e.episodes for e in hub.show("hd").evaluations) == [1, 2]
     assert card.origin.trained_with_guidance.id == "hg"
     # guides that need gradients (classifier guidance here) must work in a real rollout too
     grad_policy = combine("hg", "hd", mode="gradient", rho=0.5, module_id="hd-gradient", save=True, progress=False)
@@ -304,7 +313,8 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(hub_home):
                                         "idql-unguided"]
     for r in rows:
         pol = load_policy(f"t-{r.policy}")
-        assert np.isfinite(pol.card.metrics["normalized_score"])
+        (ev,) = pol.card.evaluations
+        assert np.isfinite(ev.normalized_score) and ev.episodes == 1 and ev.max_steps == 20
     assert load_policy("t-dql-double").card.policy.infer_guidance.id == "t-iql-s1"
 
 

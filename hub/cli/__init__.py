@@ -1,6 +1,7 @@
 """`mdhub`: the command line, a thin layer over the Python API (hub.api and friends).
 
 Every command turns the hub's errors into one line on stderr and exit code 1 (no traceback; hub/cli/errors.py).
+Exit codes: 0 ok, 1 error, 2 usage (click's), 3 `check`'s INCOMPATIBLE verdict (hub/cli/errors.py: EXIT_*).
 
 One registration pattern: each command module (store, data, train, share, demo) exposes
 `register(app: typer.Typer) -> None`, which adds its commands (or mounts its sub-app) on the root app built here.
@@ -14,14 +15,38 @@ import typer
 
 from hub.cli import data, demo, share, store, train
 
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("modular-diffusion-hub")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            v = "unknown"
+        typer.echo(f"mdhub {v}")
+        raise typer.Exit(0)
+
+
 app = typer.Typer(
     name="mdhub",
-    help="The modular diffusion hub: train, describe, share and recombine guidance modules and diffusion policies "
-    "for offline RL. Modules live in the store under $MDHUB_HOME (default ~/.local/share/mdhub).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """The modular diffusion hub: train, describe, share and recombine guidance modules and diffusion policies for
+    offline RL. Modules live in the store under $MDHUB_HOME (default ~/.local/share/mdhub).
+
+    Exit codes: 0 ok, 1 error, 2 usage error, 3 `check` found the pair INCOMPATIBLE. Commands that report take
+    --json (one JSON document on stdout)."""
+
 
 # the order of `mdhub --help`: list, show, registry, reindex, rm, schema, demo, data, train, eval, check, combine,
 # push, pull

@@ -40,7 +40,9 @@ def demo_cmd(
               f"{cfg.episodes} episodes per score): a young critic can pick worse actions than no guidance at all, "
               "and scores move by several points between seeds. Full-budget figures: README, Results.",
               highlight=False)
-    out.print("Next: `mdhub list`, `mdhub show demo-dql-double`, `mdhub check demo-iql-s1 demo-dql-gf`.")
+    # ids the demo stored under its prefix (hub/demo.py), so each hint is a command that works as printed
+    out.print(f"Next: `mdhub list`, `mdhub show {prefix}-dql-double`, `mdhub check {prefix}-iql-s1 {prefix}-dql-gf`.",
+              highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""The CLI's one error policy: a user-facing error becomes `error: <message>` on stderr and exit code 1.
+"""The CLI's one error policy: a user-facing error becomes `error: <message>` on stderr and exit code 1; the exit codes.
 
 The message is printed literally: ids, paths, repository names, card fields and server messages may contain `[...]`,
 which must neither crash rich's markup parser nor render as a style or a link. An OSError (a hub home that is a file,
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import typer
 from rich.text import Text
@@ -22,6 +22,12 @@ from cards.errors import CardError
 from hub.cli.console import err
 from hub.errors import MdhubError
 from modules.errors import ModulesError
+
+# exit codes (README, "CLI"): 2 is click's usage error (a bad option, a value out of range, a missing argument)
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INCOMPATIBLE: Final = 3  # `mdhub check`: the report says INCOMPATIBLE (the check itself ran fine)
 
 USER_ERRORS: tuple[type[BaseException], ...] = (MdhubError, CardError, ModulesError)
 

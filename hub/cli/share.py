@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import typer
 
+from hub.cli.console import emit_json
 from hub.cli.errors import handles_errors
+
+JSON_HELP = "Print one JSON document on stdout instead of text (schema: README, 'Scripting')."
 
 REPO_HELP = (
     "NAMESPACE/NAME on the Hugging Face Hub (HF_ENDPOINT, token from HF_TOKEN), hf://NAMESPACE/NAME, "
@@ -36,11 +39,16 @@ def push_cmd(
         None, "--revision", "-r", help="Branch to push to (default main; created from main if new)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private (if it is new)."),
     message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Push a module to a repository in one commit."""
     from hub.remote.sharing import push
 
     result = push(module, repo, revision=revision, private=private, message=message)
+    if as_json:
+        emit_json({"id": result.module_id, "repo": result.repo, "revision": result.revision, "commit": result.commit,
+                   "url": result.url, "files": list(result.files)})
+        return
     typer.echo(f"pushed '{result.module_id}' to {repo} (branch {result.revision}): commit {result.commit}")
     typer.echo(f"  files: {', '.join(result.files)}")
     typer.echo(f"  pull exactly this with: mdhub pull {result.repo}")
@@ -55,6 +63,7 @@ def pull_cmd(
     force: bool = typer.Option(False, "--force", help="Replace a different module already stored under that id."),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds the whole pull may take, parts included "
                                          "(default $MDHUB_PULL_TIMEOUT, else 600)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pull a module (and a policy's parts) into the local store."""
     from hub.remote.sharing import pull
@@ -63,6 +72,15 @@ def pull_cmd(
     card = stored.card
     src = card.hub_source
     commit = src.commit if src else "?"
+    if as_json:
+        parts = {}
+        if card.policy is not None:
+            for role in ("diffusion", "train_guidance", "infer_guidance"):
+                ref = getattr(card.policy, role)
+                parts[role] = None if ref is None else {"id": ref.id, "repo": ref.repo, "revision": ref.revision}
+        emit_json({"id": card.id, "kind": card.kind, "architecture": card.architecture, "repo": repo,
+                   "commit": src.commit if src else None, "path": str(stored.path), "parts": parts})
+        return
     typer.echo(f"pulled {repo} (commit {commit}) as '{card.id}' ({card.kind}, {card.architecture})")
     if card.policy is not None:
         for role in ("diffusion", "train_guidance", "infer_guidance"):

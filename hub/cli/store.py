@@ -3,35 +3,78 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from hub.cli.console import out
-from hub.cli.errors import handles_errors
+from hub.cli.console import emit_json, out
+from hub.cli.errors import USER_ERRORS, handles_errors
+
+if TYPE_CHECKING:
+    from cards import ModuleCard
+
+
+LIST_FIELDS = ("id", "kind", "architecture", "algorithm", "env", "dataset", "score", "source", "sha256", "folder")
+
+
+def _score(card: ModuleCard) -> float | None:
+    """The card's normalised score: its best-founded evaluation's (most episodes), else a legacy metric of record."""
+    from cards import best_evaluation
+
+    best = best_evaluation(card.evaluations)
+    if best is not None:
+        return best.normalized_score
+    v = card.metrics.get("normalized_score")
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def list_rows(kind: str | None) -> list[dict[str, Any]]:
+    """One row per stored module, the `mdhub list --json` schema (LIST_FIELDS): the index entry plus, read from
+    the card, its algorithm, env, dataset and normalised score (None where the card lacks them or cannot be read)."""
+    from hub import api
+    from hub.store import Store
+
+    store = Store()
+    rows = []
+    for e in api.list_modules(kind, store=store):
+        row: dict[str, Any] = {**e.as_dict(), "algorithm": None, "env": None, "dataset": None, "score": None}
+        try:
+            card = store.card(e.id)
+        except USER_ERRORS + (OSError,):  # a damaged module still lists; `mdhub show ID` says what is wrong
+            pass
+        else:
+            row.update(algorithm=card.origin.algorithm, env=card.interface.env_id,
+                       dataset=card.interface.dataset.id if card.interface.dataset else None, score=_score(card))
+        row["source"] = row["source"] or "local"
+        rows.append({k: row[k] for k in LIST_FIELDS})
+    return rows
 
 
 @handles_errors
 def list_cmd(
     kind: str | None = typer.Option(None, "--kind", "-k", help="Only this kind: guidance, diffusion or policy."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table (keys: "
+                                 + ", ".join(LIST_FIELDS) + ")."),
 ) -> None:
-    """List the modules in the local store."""
-    from hub import api
-
-    entries = api.list_modules(kind)
+    """List the modules in the local store: kind, architecture, algorithm, env, dataset, score and source."""
+    rows = list_rows(kind)
     if as_json:
-        out.print_json(json.dumps([e.as_dict() for e in entries]))
+        emit_json(rows)
         return
-    if not entries:
-        out.print("The store is empty. `mdhub demo` trains a few modules; `mdhub pull REPO` fetches one.")
+    if not rows:
+        out.print("The store is empty. `mdhub demo` trains a few modules; `mdhub pull REPO_ID` fetches one.")
         return
-    table = Table(title=f"{len(entries)} stored module(s)")
-    for col in ("id", "kind", "architecture", "sha256", "source"):
-        table.add_column(col)
-    for e in entries:
-        table.add_row(*map(escape, (e.id, e.kind, e.architecture, (e.sha256 or "-")[:12], e.source or "local")))
+    table = Table(title=f"{len(rows)} stored module(s)")
+    # ids are never cut (they are what the user types next); the other columns fold on a narrow terminal
+    table.add_column("id", min_width=max(len(r["id"]) for r in rows), no_wrap=True)
+    for col in ("kind", "architecture", "algorithm", "env", "dataset", "score", "source"):
+        table.add_column(col, justify="right" if col == "score" else "left", overflow="fold")
+    for r in rows:
+        score = f"{r['score']:.1f}" if r["score"] is not None else "-"
+        table.add_row(*map(escape, (r["id"], r["kind"], r["architecture"], r["algorithm"] or "-", r["env"] or "-",
+                                    r["dataset"] or "-", score, r["source"])))
     out.print(table)
 
 
@@ -98,6 +141,11 @@ def show_cmd(
         rows.append((f"file {f.name}", f"{f.size} bytes, sha256 {f.sha256[:16]}..."))
     for k, v in sorted(card.metrics.items()):
         rows.append((f"metric {k}", f"{v:.4g}" if isinstance(v, float) else str(v)))
+    for r in sorted(card.evaluations, key=lambda r: (-r.episodes, r.date or "")):
+        score = f"score {r.normalized_score:.1f}, " if r.normalized_score is not None else ""
+        rows.append((f"eval {r.env_id}, {r.episodes} episodes, seed {r.seed}",
+                     f"{score}return {r.return_mean:.1f} +/- {r.return_std:.1f}; {r.sampling()}"
+                     + (f" scored by {r.guidance}" if r.guidance else "") + (f" ({r.date})" if r.date else "")))
     if card.hub_source:
         s = card.hub_source
         rows.append(("pulled from", f"{s.backend}://{s.repo} @ {s.commit or s.revision}"))

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any, get_args
 import typer
 from rich.markup import escape
 
-from hub.cli.console import out
-from hub.cli.errors import handles_errors
+from hub.algos import DIFFUSION_ALGOS, GUIDANCE_ALGOS
+from hub.cli.console import emit_json, out
+from hub.cli.errors import EXIT_INCOMPATIBLE, handles_errors
 from hub.modes import mode_names
 from hub.modes.base import Rule
 
@@ -25,13 +26,26 @@ if TYPE_CHECKING:
 SamplingModeChoice = Enum(  # type: ignore[misc]
     "SamplingModeChoice", {name: name for name in mode_names("sampling")}, type=str)
 RuleChoice = Enum("RuleChoice", {name: name for name in get_args(Rule)}, type=str)  # type: ignore[misc]
+GuidanceAlgo = Enum("GuidanceAlgo", {name: name for name in GUIDANCE_ALGOS}, type=str)  # type: ignore[misc]
+DiffusionAlgo = Enum("DiffusionAlgo", {name: name for name in DIFFUSION_ALGOS}, type=str)  # type: ignore[misc]
+JSON_HELP = "Print one JSON document on stdout instead of text (schema: README, 'Scripting')."
 
 train_app = typer.Typer(help="Train guidance modules and diffusion policies into the store (with progress bars, "
                         "checkpoints that resume after a crash, and learning curves under $MDHUB_HOME/runs/ID).",
                         no_args_is_help=True)
 
 
-def _print_stored(modules: Iterable[StoredModule]) -> None:
+def stored_json(m: StoredModule) -> dict[str, Any]:
+    """A stored module in `--json` output: id, kind, architecture, path, metrics."""
+    return {"id": m.id, "kind": m.card.kind, "architecture": m.card.architecture, "path": str(m.path),
+            "metrics": dict(m.card.metrics)}
+
+
+def _print_stored(modules: Iterable[StoredModule], as_json: bool = False) -> None:
+    modules = list(modules)
+    if as_json:
+        emit_json({"modules": [stored_json(m) for m in modules]})
+        return
     for m in modules:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.card.metrics.items() if isinstance(v, float))
         out.print(f"stored [bold]{escape(m.id)}[/] ({m.card.kind}, {m.card.architecture}) at {escape(str(m.path))}\n"
@@ -41,10 +55,12 @@ def _print_stored(modules: Iterable[StoredModule]) -> None:
 @train_app.command("guidance")
 @handles_errors
 def train_guidance_cmd(
-    algo: str = typer.Option(..., "--algo", help="iql | idql (policy-free TD) | dql (joint: stores critic AND actor)."),
+    algo: GuidanceAlgo = typer.Option(..., "--algo", help="iql, idql (policy-free TD) or dql (joint: stores critic "
+                                      "AND actor)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. "
                                 "hopper-bullet-medium)."),
-    steps: int | None = typer.Option(None, "--steps", help="Gradient steps (default: the recipe's)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps, at least 1 (default: the "
+                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed"),
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
                                          "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
@@ -54,25 +70,28 @@ def train_guidance_cmd(
                                "stored policies reference)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
                                "(default: resume it)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a guidance module (Q, V) by TD learning on an offline dataset."""
     from hub.training import Budget, train_guidance
 
-    _print_stored(train_guidance(algo, dataset, steps=steps, seed=seed, module_id=module_id,
-                                 budget=Budget(hidden=hidden, batch_size=batch_size), overwrite=force, fresh=fresh))
+    _print_stored(train_guidance(algo.value, dataset, steps=steps, seed=seed, module_id=module_id,
+                                 budget=Budget(hidden=hidden, batch_size=batch_size), overwrite=force, fresh=fresh),
+                  as_json)
 
 
 @train_app.command("diffusion")
 @handles_errors
 def train_diffusion_cmd(
-    algo: str = typer.Option(..., "--algo", help="dql (BC + eta * Q-loss under the guidance) | idql (BC; the "
+    algo: DiffusionAlgo = typer.Option(..., "--algo", help="dql (BC + eta * Q-loss under the guidance) | idql (BC; the "
                              "guidance picks among candidates at sampling) | swg (the guidance's weights label the "
                              "data; one model over (action, weight), self-guided) | cfg (advantage-sign labels; "
                              "classifier-free guidance)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list`."),
     guidance: str | None = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training)."),
     joint: bool = typer.Option(False, "--joint", help="Train DQL's critic and actor together instead."),
-    steps: int | None = typer.Option(None, "--steps"),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps, at least 1 (default: the "
+                                     "recipe's)."),
     seed: int = typer.Option(0, "--seed"),
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
     hidden: int | None = typer.Option(None, "--hidden"),
@@ -81,8 +100,10 @@ def train_diffusion_cmd(
                                "stored policies reference)."),
     fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
                                "(default: resume it)."),
-    eval_every: int = typer.Option(0, "--eval-every", help="Evaluate in the env every N steps (learning curve)."),
-    eval_episodes: int = typer.Option(3, "--eval-episodes", help="Episodes per curve point."),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate in the env every N steps (learning "
+                                   "curve; 0: never)."),
+    eval_episodes: int = typer.Option(3, "--eval-episodes", min=1, help="Episodes per curve point."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a diffusion policy: under a frozen guidance (--guidance ID), jointly (--joint), or BC-only (idql).
 
@@ -91,23 +112,27 @@ def train_diffusion_cmd(
     from hub.training import Budget, train_diffusion
 
     factory = curve_evaluator(eval_episodes) if eval_every else None
-    _print_stored(train_diffusion(algo, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
+    _print_stored(train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
                                   module_id=module_id, budget=Budget(hidden=hidden, batch_size=batch_size,
                                                                      eval_every=eval_every),
-                                  eval_fn_factory=factory, overwrite=force, fresh=fresh))
+                                  eval_fn_factory=factory, overwrite=force, fresh=fresh), as_json)
 
 
 @handles_errors
 def eval_cmd(
     ref: str = typer.Argument(..., help="A diffusion module or policy id (or folder)."),
-    episodes: int = typer.Option(10, "--episodes", "-n"),
+    episodes: int = typer.Option(10, "--episodes", "-n", min=1),
     seed: int = typer.Option(0, "--seed"),
     no_write: bool = typer.Option(False, "--no-write", help="Do not record the result on the card."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a policy in its pybullet task: mean and std return, normalised score (written to the card)."""
     from hub.evaluation import evaluate
 
     r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write)
+    if as_json:
+        emit_json({"id": ref, **r})
+        return
     out.print(f"{ref}: return {r['return_mean']:.1f} +- {r['return_std']:.1f} over {episodes} episodes, "
               f"normalised score {r['normalized_score']:.1f}", markup=False)
 
@@ -118,14 +143,21 @@ def check_cmd(
     diffusion: str = typer.Argument(..., help="Diffusion module id, or a backbone architecture id (training)."),
     mode: str = typer.Option("resample", "--mode", help=f"{' | '.join(mode_names('training'))} (training); "
                              f"{' | '.join(mode_names('sampling'))} (sampling)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Can GUIDANCE steer DIFFUSION in MODE? The checks, their results and the adapters it would apply."""
+    """Can GUIDANCE steer DIFFUSION in MODE? The checks, their results and the adapters it would apply.
+
+    Exit code 0: COMPATIBLE; 3: INCOMPATIBLE (the report says why); 1: the check could not run (e.g. no such
+    module)."""
     from hub.api import check
 
     report = check(guidance, diffusion, mode)
-    out.print(report.table(), highlight=False, markup=False)
+    if as_json:
+        emit_json(report.as_dict())
+    else:
+        out.print(report.table(), highlight=False, markup=False)
     if not report.compatible:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INCOMPATIBLE)
 
 
 @handles_errors
@@ -148,12 +180,13 @@ def combine_cmd(
                                              "deterministic; default 1)."),
     train: bool = typer.Option(False, "--train", help="Train the diffusion part under the frozen guidance first."),
     dataset: str | None = typer.Option(None, "--dataset", help="Dataset for --train."),
-    steps: int = typer.Option(5000, "--steps", help="Training steps for --train."),
+    steps: int = typer.Option(5000, "--steps", min=1, help="Training steps for --train."),
     hidden: int | None = typer.Option(None, "--hidden", help="Hidden width for --train."),
     seed: int = typer.Option(0, "--seed"),
-    eval_episodes: int = typer.Option(0, "--eval-episodes", help="Evaluate the result over N episodes."),
+    eval_episodes: int = typer.Option(0, "--eval-episodes", min=0, help="Evaluate the result over N episodes."),
     module_id: str | None = typer.Option(None, "--id", help="Store id of the resulting policy card."),
     force: bool = typer.Option(False, "--force", help="Replace different modules already stored under the ids."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Recombine a guidance with a diffusion policy: check, (train), (evaluate), and store a policy card.
 
@@ -172,17 +205,28 @@ def combine_cmd(
     settings: dict[str, Any] = {k: v for k, v in given.items() if v is not None}  # the mode's own defaults for the rest
     policy = combine(guidance, diffusion, mode=mode.value, infer_guidance=infer_guidance, train=spec,
                      module_id=module_id, save=True, overwrite=force, **settings)
-    if policy.train_report is not None:
-        out.print(policy.train_report.table(), highlight=False, markup=False)
-    out.print(policy.report.table(), highlight=False, markup=False)
+    evaluation = None
     if eval_episodes:
         from hub.evaluation import evaluate
 
-        m = evaluate(policy.card.id, episodes=eval_episodes)
-        out.print(f"return {m['return_mean']:.1f} +- {m['return_std']:.1f}, "
-                  f"normalised score {m['normalized_score']:.1f}", highlight=False, markup=False)
+        evaluation = evaluate(policy.card.id, episodes=eval_episodes)
     p = policy.card.policy
     assert p is not None  # a policy card has its policy section
+    if as_json:
+        emit_json({"id": policy.card.id, "mode": p.mode, "settings": dict(p.params), "adapters": list(p.adapters),
+                   "parts": {role: ref.id if ref else None for role, ref in (
+                       ("diffusion", p.diffusion), ("train_guidance", p.train_guidance),
+                       ("infer_guidance", p.infer_guidance))},
+                   "report": policy.report.as_dict(),
+                   "train_report": policy.train_report.as_dict() if policy.train_report else None,
+                   "evaluation": evaluation})
+        return
+    if policy.train_report is not None:
+        out.print(policy.train_report.table(), highlight=False, markup=False)
+    out.print(policy.report.table(), highlight=False, markup=False)
+    if evaluation is not None:
+        out.print(f"return {evaluation['return_mean']:.1f} +- {evaluation['return_std']:.1f}, "
+                  f"normalised score {evaluation['normalized_score']:.1f}", highlight=False, markup=False)
     out.print(f"stored policy [bold]{escape(policy.card.id)}[/] (parts: {escape(p.diffusion.id)}"
               + (f", {escape(p.infer_guidance.id)}" if p.infer_guidance else "") + ")")
 

@@ -164,7 +164,15 @@ class HFBackend:
             if branch != DEFAULT_BRANCH:
                 api.create_branch(repo_id, branch=branch, exist_ok=True)
             ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in files.items()]
-            info = api.create_commit(repo_id, operations=ops, commit_message=message or "mdhub push", revision=branch)
+            try:
+                info = api.create_commit(repo_id, operations=ops, commit_message=message or "mdhub push",
+                                         revision=branch)
+            except ValueError as err:  # the Hub's validate-yaml refused README.md's metadata: one line, each reason
+                if "metadata" not in str(err):
+                    raise
+                reasons = "; ".join(line.lstrip("- ") for line in str(err).splitlines()[1:]) or str(err)
+                raise RemoteError(f"push to {self._where(repo_id, branch)}: the Hub refused README.md's metadata: "
+                                  f"{reasons}") from None
         return UploadResult(commit=info.oid, url=info.commit_url)
 
     def download(self, repo_id: str, revision: str | None, filenames: Sequence[str],

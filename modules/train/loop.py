@@ -275,7 +275,8 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
                "steps_per_s": round(done / train_time, 2) if train_time > 0 else 0.0}
     metrics.update({f"final_{k}": float(v) for k, v in logs.items()})
     if curve:
-        metrics.update({k: v for k, v in curve[-1].items() if k not in ("step", "wall_time_s")})
+        # the last learning-curve point, named apart from a real evaluation's results (the card's `evaluations`)
+        metrics.update({f"curve_{k}": v for k, v in curve[-1].items() if k not in ("step", "wall_time_s")})
     ema_model = parts["diffusion"].ema if "diffusion" in parts else None
     return TrainResult(critic=critic, model=ema_model, reward=reward, curve=curve, metrics=metrics, steps=recipe.steps,
                        checkpoint_moved_to=moved_to)
