@@ -194,3 +194,15 @@ def test_cards_of_modules_trained_on_relabelled_data_say_so(stored, hub_home):
     # an old card's dataset reference (no new keys) still loads
     old = json.loads(plain_json)
     assert card_from_json(json.dumps(old)).interface.dataset == plain
+
+
+def test_a_module_trained_on_relabelled_data_names_the_reward_and_source(stored, hub_home):
+    """Training reads the dataset's metadata: the stored card and its README name the reward and the source."""
+    store.relabel(SRC, "backward", "hop-back")
+    m = hub.train_guidance("iql", "hop-back", steps=3, seed=0, progress=False)[0]
+    loaded = hub.load(m.id)
+    ref = loaded.card.interface.dataset
+    assert ref is not None and ref.id == "hop-back" and ref.reward == "backward"
+    assert ref.source_id == SRC and ref.source_sha256 == stored.sha256
+    readme = card_to_readme(loaded.card)
+    assert "relabelled with the reward `backward` from `hopper-bullet-tiny`" in readme
