@@ -11,7 +11,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -357,3 +357,155 @@ def relabel(src: str, reward: str, new_id: str, force: bool = False) -> Path:
                                      source=f"relabel({src!r})")
     out.metadata["normalized_scores"] = None
     return out.save(new_path)
+
+
+# ------------------------------------------------------ imports and the Hub (`mdhub data import | push | pull`)
+__all__ += ["ImportOutcome", "import_d4rl", "import_minari", "store_imported", "push", "pull", "hub_dataset_id"]
+
+if TYPE_CHECKING:
+    from hub.remote.dataset_sharing import DatasetPullResult, DatasetPushResult
+
+
+@dataclass
+class ImportOutcome:
+    """What an import stored: ``action`` 'stored' (new id), 'unchanged' (same content already there) or 'replaced'
+    (``force``); ``orphaned``: stored modules left naming the replaced content (as in `MakeOutcome`)."""
+
+    dataset_id: str
+    path: Path
+    action: Literal["stored", "unchanged", "replaced"]
+    sha256: str
+    old_sha256: str | None = None
+    orphaned: list[str] = field(default_factory=list)
+
+
+def store_imported(ds: OfflineDataset, dataset_id: str, force: bool = False) -> ImportOutcome:
+    """Save an imported dataset under ``dataset_id`` (atomically). The id must be a plain lower-case name; an id
+    already in the store with other content is refused unless ``force`` (then the modules trained on the old content
+    are named in ``orphaned``). The same content again is 'unchanged' (the file is rewritten with the new record)."""
+    from hub.remote.dataset_sharing import check_dataset_id
+
+    check_dataset_id(dataset_id)
+    path = dataset_path(dataset_id)
+    ds.metadata["dataset_id"] = dataset_id
+    new_sha = ds.sha256
+    old_sha = _stored_sha(path) if path.exists() else None
+    action: Literal["stored", "unchanged", "replaced"] = "stored"
+    trained_on: list[str] = []
+    if path.exists():
+        if old_sha == new_sha:
+            action = "unchanged"
+        elif not force:
+            trained = modules_naming(old_sha) if old_sha else []
+            extra = f"; {len(trained)} stored module(s) were trained on it: {format_ids(trained)}" if trained else ""
+            raise DatasetError(f"dataset {dataset_id!r} is already in the store ({path}) with other content "
+                               f"(sha256 {str(old_sha)[:12]}...){extra}; use --force (API: force=True) to replace it, "
+                               "or import under another --id")
+        else:
+            action = "replaced"
+            trained_on = modules_naming(old_sha) if old_sha else []
+    ds.save(path)
+    orphaned: list[str] = []
+    if action == "replaced":
+        still_here = {r.get("sha256") for r in list_datasets() if "error" not in r}
+        orphaned = [] if old_sha in still_here else trained_on
+    return ImportOutcome(dataset_id, path, action, new_sha, old_sha, orphaned)
+
+
+def import_d4rl(path: str | Path, dataset_id: str, env: str | None = None, layout: str = "auto",
+                max_episode_steps: int | None = None, force: bool = False) -> ImportOutcome:
+    """Import a D4RL-style HDF5 file (needs h5py) into the store as ``dataset_id``.
+
+    ``layout``: 'd4rl', 'd4rl-pybullet' (rewards one row late, episodes ending on a final-observation row, time-limit
+    ends flagged terminal) or 'auto' (detected); ``env``: the task (default: the one whose dims match);
+    ``max_episode_steps``: d4rl-pybullet's time limit (default the task's). See `modules.data.importers`."""
+    from hub.remote.dataset_sharing import check_dataset_id
+    from modules.data.importers import from_d4rl_hdf5
+
+    check_dataset_id(dataset_id)  # before reading a large file
+    ds = from_d4rl_hdf5(path, env=env, dataset_id=dataset_id, layout=layout, max_episode_steps=max_episode_steps)
+    return store_imported(ds, dataset_id, force=force)
+
+
+def default_minari_id(name_or_path: str) -> str:
+    """The store id an imported Minari dataset gets without --id: its name, lower-cased, '/' -> '-'."""
+    text = str(name_or_path).rstrip("/")
+    p = Path(text).expanduser()
+    if p.is_dir():
+        text = (p.parent.name if p.name == "data" else p.name) or "minari"
+    return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:96] or "minari"
+
+
+def import_minari(name_or_path: str, dataset_id: str | None = None, env: str | None = None,
+                  force: bool = False) -> ImportOutcome:
+    """Import a local Minari dataset (an id in the Minari root, or a dataset folder; needs minari) as ``dataset_id``
+    (default: `default_minari_id`)."""
+    from hub.remote.dataset_sharing import check_dataset_id
+    from modules.data.importers import from_minari
+
+    did = dataset_id if dataset_id is not None else default_minari_id(name_or_path)
+    check_dataset_id(did)
+    ds = from_minari(name_or_path, env=env, dataset_id=did)
+    return store_imported(ds, did, force=force)
+
+
+def push(dataset_id: str, repo: str, revision: str | None = None, private: bool = False,
+         message: str | None = None, license: str = "mit") -> DatasetPushResult:
+    """Push a stored dataset to a Hub dataset repository in ONE commit: dataset.npz, metadata.json, README.md (a
+    dataset card) (`hub.remote.dataset_sharing.push_dataset`). Afterwards its metadata records `hub_source`."""
+    from hub.remote.dataset_sharing import push_dataset
+
+    path = dataset_path(dataset_id)
+    if not path.exists():
+        raise DatasetError(f"dataset {dataset_id!r} is not in the store ({path})")
+    return push_dataset(path, repo, revision=revision, private=private, message=message, license=license)
+
+
+def pull(repo: str, dataset_id: str | None = None, force: bool = False,
+         timeout: float | None = None) -> DatasetPullResult:
+    """Pull a Hub dataset repository (``user/name[@revision]``) into the store under ``dataset_id`` (default: its
+    own id). Everything is downloaded and verified first (`hub.remote.dataset_sharing.fetch_dataset`); the stored
+    metadata records ``hub_source`` (the exact commit). Other content under the id is kept unless ``force``."""
+    from hub.remote import RemoteError
+    from hub.remote.dataset_sharing import DatasetPullResult, check_dataset_id, fetch_dataset
+
+    if dataset_id is not None:
+        check_dataset_id(dataset_id)
+    fetched = fetch_dataset(repo, timeout=timeout)
+    ds = fetched.dataset
+    local_id = dataset_id or ds.metadata.get("dataset_id")
+    try:
+        check_dataset_id(local_id)
+    except DatasetError as err:
+        raise RemoteError(f"{fetched.url}: cannot store it under its own id: {err}; pull it with --id ID") from None
+    path = dataset_path(local_id)
+    action = "stored"
+    if path.exists():
+        old = _stored_sha(path)
+        if old == ds.sha256:
+            action = "unchanged"
+        elif not force:
+            raise RemoteError(f"a different dataset '{local_id}' is already in the store (sha256 {str(old)[:12]}..., "
+                              f"the pulled one {ds.sha256[:12]}...); pull with --id NEW_ID to keep both, or --force "
+                              "to replace it")
+        else:
+            action = "replaced"
+    ds.metadata = {**ds.metadata, "dataset_id": local_id, "hub_source": fetched.hub_source}
+    ds.save(path)
+    return DatasetPullResult(dataset_id=local_id, path=path, repo=fetched.url, commit=fetched.hub_source["commit"],
+                             sha256=ds.sha256, action=action)
+
+
+def hub_dataset_id(dataset_id: str) -> str | None:
+    """The Hugging Face Hub dataset id (``user/name``) a stored dataset came from or was pushed to (its metadata's
+    ``hub_source``), or None (made or imported locally, a ``file://`` remote, not in the store, unreadable). For a
+    model card's ``datasets:``."""
+    from hub.remote.dataset_sharing import hub_dataset_id as from_metadata
+
+    try:
+        path = dataset_path(dataset_id)
+        if not path.exists():
+            return None
+        return from_metadata(_read_metadata(path))
+    except DatasetError:
+        return None

@@ -51,7 +51,10 @@ to the next n matching requests, None means every one; `path_suffix` limits it t
 
 `requests` records every request (method, path). `stop()` also closes the open keep-alive connections and wakes
 stalled or dripping handlers, so a stopped server is unreachable and leaves no busy thread behind.
-Not covered: LFS/Xet uploads, pull requests, tags, gated repos, datasets/spaces, pagination (one page).
+Dataset repositories (repo_type="dataset") are served the same way under `/api/datasets/{ns}/{name}/...` and
+`/datasets/{ns}/{name}/resolve/...`, in a namespace of their own (`dataset_repos`; the test helpers take
+`repo_type="dataset"`): a model repository is not found as a dataset, and the reverse.
+Not covered: LFS/Xet uploads, pull requests, tags, gated repos, spaces, pagination (one page).
 """
 from __future__ import annotations
 
@@ -91,6 +94,7 @@ class Commit:
 class Repo:
     repo_id: str
     private: bool
+    repo_type: str = "model"
     branches: dict[str, str] = field(default_factory=dict)
     commits: dict[str, Commit] = field(default_factory=dict)
 
@@ -135,7 +139,8 @@ class HubServer:
 
     def __init__(self, token: str | None = None):
         self.token = token
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repositories
+        self.dataset_repos: dict[str, Repo] = {}  # dataset repositories: a namespace of their own, as on the Hub
         self.requests: list[tuple[str, str]] = []
         self._connections: set[socket.socket] = set()
         self.lock = threading.RLock()
@@ -182,49 +187,56 @@ class HubServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
     # --- test helpers --------------------------------------------------------------------------------------------
-    def create_repo(self, repo_id: str, private: bool = False) -> Repo:
+    def repos_of(self, repo_type: str = "model") -> dict[str, Repo]:
+        """The model or dataset repositories (the Hub keeps them apart: the same id can name one of each)."""
+        if repo_type not in ("model", "dataset"):
+            raise ValueError(f"repo_type {repo_type!r}")
+        return self.repos if repo_type == "model" else self.dataset_repos
+
+    def create_repo(self, repo_id: str, private: bool = False, repo_type: str = "model") -> Repo:
         with self.lock:
-            if repo_id in self.repos:
-                return self.repos[repo_id]
-            repo = Repo(repo_id=repo_id, private=private)
-            self.repos[repo_id] = repo
+            repos = self.repos_of(repo_type)
+            if repo_id in repos:
+                return repos[repo_id]
+            repo = Repo(repo_id=repo_id, private=private, repo_type=repo_type)
+            repos[repo_id] = repo
             # Like the Hub: a new repository has one commit holding .gitattributes.
             self._commit(repo, "main", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
                          [], "initial commit")
             return repo
 
     def commit(self, repo_id: str, files: dict[str, bytes], message: str = "test commit", branch: str = "main",
-               private: bool = False) -> str:
+               private: bool = False, repo_type: str = "model") -> str:
         """Commit `files` directly (bypassing the client): how tests publish hostile or broken repositories."""
         with self.lock:
-            repo = self.create_repo(repo_id, private=private)
+            repo = self.create_repo(repo_id, private=private, repo_type=repo_type)
             if branch not in repo.branches:
                 repo.branches[branch] = repo.branches["main"]
             return self._commit(repo, branch, files, [], message).oid
 
-    def head(self, repo_id: str, branch: str = "main") -> str:
+    def head(self, repo_id: str, branch: str = "main", repo_type: str = "model") -> str:
         with self.lock:
-            return self.repos[repo_id].branches[branch]
+            return self.repos_of(repo_type)[repo_id].branches[branch]
 
-    def file(self, repo_id: str, path: str, revision: str = "main") -> bytes:
+    def file(self, repo_id: str, path: str, revision: str = "main", repo_type: str = "model") -> bytes:
         with self.lock:
-            commit = self.repos[repo_id].resolve(revision)
+            commit = self.repos_of(repo_type)[repo_id].resolve(revision)
             assert commit is not None
             return commit.files[path]
 
     def tamper(self, repo_id: str, path: str, revision: str = "main",
-               change: Callable[[bytes], bytes] | None = None) -> bytes:
+               change: Callable[[bytes], bytes] | None = None, repo_type: str = "model") -> bytes:
         """Change a stored file's bytes in place (default: flip the last byte). Returns the original bytes."""
         with self.lock:
-            commit = self.repos[repo_id].resolve(revision)
+            commit = self.repos_of(repo_type)[repo_id].resolve(revision)
             assert commit is not None and path in commit.files
             original = commit.files[path]
             commit.files[path] = change(original) if change else original[:-1] + bytes([original[-1] ^ 0xFF])
             return original
 
-    def restore(self, repo_id: str, path: str, data: bytes, revision: str = "main") -> None:
+    def restore(self, repo_id: str, path: str, data: bytes, revision: str = "main", repo_type: str = "model") -> None:
         with self.lock:
-            commit = self.repos[repo_id].resolve(revision)
+            commit = self.repos_of(repo_type)[repo_id].resolve(revision)
             assert commit is not None
             commit.files[path] = data
 
@@ -380,8 +392,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             raise HTTPError(401, "Invalid credentials in Authorization header")
 
-    def _repo(self, repo_id: str) -> Repo:
-        repo = self.hub.repos.get(repo_id)
+    def _repo(self, repo_id: str, repo_type: str = "model") -> Repo:
+        repo = self.hub.repos_of(repo_type).get(repo_id)
         if repo is None or (repo.private and self.hub.token is not None and not self._authorized()):
             raise HTTPError(404, "Repository not found", "RepoNotFound")
         return repo
@@ -442,12 +454,17 @@ class _Handler(BaseHTTPRequestHandler):
                 errors = validate_readme(json.loads(body or b"{}"))
                 return self._json(400 if errors else 200, {"errors": [{"message": m} for m in errors],
                                                            "warnings": []})
-            if len(seg) >= 4 and seg[1] == "models":
+            if len(seg) >= 4 and seg[1] in ("models", "datasets"):
                 repo_id, rest = f"{seg[2]}/{seg[3]}", seg[4:]
-                return self._models_api(method, repo_id, rest, query, body)
-            if len(seg) >= 4 and seg[1] in ("datasets", "spaces", "kernels"):
-                raise HTTPError(404, f"only model repositories are served here, not {seg[1]}", "RepoNotFound")
+                return self._models_api(method, repo_id, rest, query, body, repo_type=seg[1][:-1])
+            if len(seg) >= 4 and seg[1] in ("spaces", "kernels"):
+                raise HTTPError(404, f"only model and dataset repositories are served here, not {seg[1]}",
+                                "RepoNotFound")
             raise HTTPError(404, f"no route for {method} {self.path}")
+        if len(seg) >= 6 and seg[0] == "datasets" and seg[3] == "resolve" and method in ("GET", "HEAD"):
+            repo = self._repo(f"{seg[1]}/{seg[2]}", "dataset")
+            commit = self._revision(repo, seg[4])
+            return self._resolve(repo, commit, "/".join(seg[5:]), head=method == "HEAD")
         if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):
             repo = self._repo(f"{seg[0]}/{seg[1]}")
             commit = self._revision(repo, seg[3])
@@ -456,25 +473,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create_repo(self, payload: dict[str, Any]) -> None:
         self._need_write()
-        if payload.get("type", "model") not in (None, "model"):
-            raise HTTPError(400, "only model repositories are supported by the loopback hub")
+        repo_type = payload.get("type") or "model"
+        if repo_type not in ("model", "dataset"):
+            raise HTTPError(400, "only model and dataset repositories are supported by the loopback hub")
         name, org = payload.get("name"), payload.get("organization")
         if not org:
             raise HTTPError(400, "give a namespace: NAMESPACE/NAME")
         repo_id = f"{org}/{name}"
-        url = f"{self._base()}/{repo_id}"
-        if repo_id in self.hub.repos:
-            raise HTTPError(409, "You already created this model repo", body={"error": "You already created this "
-                                                                               "model repo", "url": url})
-        self.hub.create_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")))
+        url = f"{self._base()}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+        if repo_id in self.hub.repos_of(repo_type):
+            raise HTTPError(409, f"You already created this {repo_type} repo",
+                            body={"error": f"You already created this {repo_type} repo", "url": url})
+        self.hub.create_repo(repo_id, private=payload.get("visibility") == "private" or bool(payload.get("private")),
+                             repo_type=repo_type)
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def _base(self) -> str:
         return f"http://{self.headers.get('Host') or '127.0.0.1'}"
 
     def _models_api(self, method: str, repo_id: str, rest: list[str], query: dict[str, str],
-                    body: bytes) -> Callable[[], None] | None:
-        repo = self._repo(repo_id)
+                    body: bytes, repo_type: str = "model") -> Callable[[], None] | None:
+        repo = self._repo(repo_id, repo_type)
         if method == "GET" and (not rest or rest[0] == "revision"):
             commit = self._revision(repo, "/".join(rest[1:]) if rest else "main")
             return self._model_info(repo, commit, blobs=query.get("blobs", "").lower() == "true")
@@ -582,7 +601,8 @@ class _Handler(BaseHTTPRequestHandler):
         commit = self.hub._commit(repo, revision, add, delete, header.get("summary") or "",
                                   header.get("description") or "")
         self._json(200, {"success": True, "commitOid": commit.oid, "commitMessage": commit.message,
-                         "commitUrl": f"{self._base()}/{repo.repo_id}/commit/{commit.oid}",
+                         "commitUrl": f"{self._base()}/{'datasets/' if repo.repo_type == 'dataset' else ''}"
+                                      f"{repo.repo_id}/commit/{commit.oid}",
                          "hookOutput": "", "pullRequestUrl": None})
 
     def _resolve(self, repo: Repo, commit: Commit, path: str, head: bool) -> Callable[[], None] | None:

@@ -221,6 +221,124 @@ def relabel_cmd(
         typer.echo("  " + line)
 
 
+# --- import, push, pull --------------------------------------------------------------------------------------------
+import_app = typer.Typer(
+    help="Import a dataset you already have into the store: a D4RL-style HDF5 file (needs h5py) or a local Minari "
+    "dataset (needs minari). Extras: pip install 'modular-diffusion-hub[hdf5,minari]'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app.add_typer(import_app, name="import")
+
+
+def _report_import(out: Any, what: str) -> None:
+    from hub import datasets as store
+
+    verb = {"stored": "imported", "unchanged": "imported (same content as the stored one, sha256 unchanged)",
+            "replaced": "imported (the previous file with other content was replaced)"}[out.action]
+    typer.echo(f"{verb} {what} as {out.dataset_id}")
+    for line in _summary_lines(store.dataset_info(out.dataset_id)):
+        typer.echo("  " + line)
+    if out.orphaned:
+        typer.echo(f"warning: {out.path}: replaced data that {len(out.orphaned)} stored module(s) were trained on: "
+                   f"{store.format_ids(out.orphaned)}", err=True)
+
+
+@import_app.command("d4rl")
+@handles_errors
+def import_d4rl_cmd(
+    path: str = typer.Argument(..., metavar="PATH", help="A D4RL-style .hdf5 file (observations, actions, rewards, "
+                               "terminals[, timeouts, next_observations])."),
+    dataset_id: str = typer.Option(..., "--id", help="Store id for the dataset (lower-case letters, digits, '.', "
+                                   "'_', '-')."),
+    env: str | None = typer.Option(None, "--env", help="The task (hopper, HopperBulletEnv-v0, ...); default: the "
+                                   "task whose obs/act dims match. Another name imports without normalised scores."),
+    layout: str = typer.Option("auto", "--layout", help="d4rl: rewards on their own row, timeouts flagged; "
+                               "d4rl-pybullet: the reward of row i in row i+1, each episode closed by a final-"
+                               "observation row, time-limit ends flagged terminal (told apart by --max-episode-steps); "
+                               "auto: detected from the file."),
+    max_episode_steps: int | None = typer.Option(None, "--max-episode-steps", min=1, help="d4rl-pybullet: the "
+                                                 "time limit (default the task's, 1000)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a stored dataset of this id with other "
+                               "content."),
+) -> None:
+    """Import a D4RL-style HDF5 file into the store (verified; written atomically; never replaces other data
+    without --force)."""
+    from hub import datasets as store
+    from modules.data.errors import DatasetError
+    from modules.data.importers import LAYOUTS
+
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
+    out = store.import_d4rl(path, dataset_id, env=env, layout=layout, max_episode_steps=max_episode_steps,
+                            force=force)
+    _report_import(out, path)
+
+
+@import_app.command("minari")
+@handles_errors
+def import_minari_cmd(
+    name: str = typer.Argument(..., metavar="NAME_OR_PATH", help="A Minari dataset id in the local Minari root "
+                               "($MINARI_DATASETS_PATH, else ~/.minari/datasets), or a dataset folder. Nothing is "
+                               "downloaded."),
+    dataset_id: str | None = typer.Option(None, "--id", help="Store id (default: the Minari name, lower-cased, "
+                                          "'/' -> '-')."),
+    env: str | None = typer.Option(None, "--env", help="The task (default: the dataset's env spec)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a stored dataset of this id with other "
+                               "content."),
+) -> None:
+    """Import a local Minari dataset into the store (flat Box observations; episodes joined, terminations and
+    truncations kept apart)."""
+    from hub import datasets as store
+
+    out = store.import_minari(name, dataset_id, env=env, force=force)
+    _report_import(out, f"minari:{name}")
+
+
+@data_app.command("push")
+@handles_errors
+def push_cmd(
+    dataset_id: str = typer.Argument(..., metavar="ID", help="A dataset id in the store."),
+    repo: str = typer.Argument(..., metavar="REPO_ID", help="A Hub dataset repository: NAMESPACE/NAME, "
+                               "hf://NAMESPACE/NAME or file:///ABS/ROOT::NAMESPACE/NAME."),
+    revision: str | None = typer.Option(None, "--revision", help="Branch to commit to (default main; created "
+                                        "from main if new)."),
+    private: bool = typer.Option(False, "--private", help="Create the repository private (a new one only)."),
+    license: str = typer.Option("mit", "--license", help="The dataset card's license."),
+) -> None:
+    """Push a stored dataset to a Hub dataset repository in ONE commit: dataset.npz, metadata.json, README.md (a
+    dataset card)."""
+    from hub import datasets as store
+
+    res = store.push(dataset_id, repo, revision=revision, private=private, license=license)
+    typer.echo(f"pushed {res.dataset_id} to {res.repo} (branch {res.revision}, commit {res.commit})")
+    typer.echo(f"  files: {', '.join(res.files)}")
+    typer.echo(f"  {res.url}")
+
+
+@data_app.command("pull")
+@handles_errors
+def pull_cmd(
+    repo: str = typer.Argument(..., metavar="REPO_ID[@REVISION]", help="A Hub dataset repository, at a branch or "
+                               "a 40-hex commit (default main)."),
+    dataset_id: str | None = typer.Option(None, "--id", help="Store id (default: the dataset's own id)."),
+    force: bool = typer.Option(False, "--force", "-f", help="Replace a stored dataset of this id with other "
+                               "content."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Seconds the whole pull may take (default "
+                                         "$MDHUB_PULL_TIMEOUT, else 600)."),
+) -> None:
+    """Pull a dataset from a Hub dataset repository: sizes and sha256 verified before anything is stored; the
+    stored metadata records the exact commit."""
+    from hub import datasets as store
+
+    res = store.pull(repo, dataset_id=dataset_id, force=force, timeout=timeout)
+    verb = {"stored": "pulled", "unchanged": "pulled (same content as the stored one)",
+            "replaced": "pulled (replacing other content)"}[res.action]
+    typer.echo(f"{verb} {res.repo} as {res.dataset_id} (commit {res.commit}, sha256 {res.sha256[:12]})")
+    typer.echo(f"  {res.path}")
+
+
 def register(app: typer.Typer) -> None:
     """Mount `data` (make, list, info) on `app`."""
     app.add_typer(data_app, name="data")

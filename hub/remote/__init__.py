@@ -11,8 +11,10 @@ from hub.remote.base import (
     DEFAULT_BRANCH,
     DEFAULT_PULL_TIMEOUT,
     PULL_TIMEOUT_ENV,
+    REPO_TYPES,
     Backend,
     Deadline,
+    RepoType,
     Snapshot,
     UploadResult,
 )
@@ -31,17 +33,18 @@ from hub.remote.hf import HFBackend
 from hub.remote.refs import RepoRef, parse_repo_ref, ref_from_source
 
 
-def backend_for(ref: RepoRef) -> Backend:
-    """The backend that serves `ref` (configured from the environment now)."""
+def backend_for(ref: RepoRef, repo_type: RepoType = "model") -> Backend:
+    """The backend that serves `ref` (configured from the environment now), for model or dataset repositories."""
     if ref.backend == "file":
         assert ref.root is not None
-        return FileBackend(ref.root)
-    return HFBackend()
+        return FileBackend(ref.root, repo_type=repo_type)
+    return HFBackend(repo_type=repo_type)
 
 
 __all__ = [
-    "DEFAULT_BRANCH", "DEFAULT_PULL_TIMEOUT", "PULL_TIMEOUT_ENV", "Backend", "BadResponseError", "Deadline",
+    "DEFAULT_BRANCH", "DEFAULT_PULL_TIMEOUT", "PULL_TIMEOUT_ENV", "REPO_TYPES", "Backend", "BadResponseError",
+    "Deadline",
     "FileBackend", "HFBackend", "NotCachedError", "RemoteError", "RemoteIntegrityError", "RemoteTimeoutError",
-    "RepoNotFoundError", "RepoRef", "RevisionNotFoundError", "SizeLimitError", "Snapshot", "UploadResult",
+    "RepoNotFoundError", "RepoRef", "RepoType", "RevisionNotFoundError", "SizeLimitError", "Snapshot", "UploadResult",
     "backend_for", "parse_repo_ref", "ref_from_source",
 ]

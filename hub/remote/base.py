@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from hub.remote.errors import RemoteError, RemoteTimeoutError
 from hub.remote.refs import BackendName
@@ -15,6 +15,8 @@ from hub.remote.refs import BackendName
 DEFAULT_BRANCH = "main"
 DEFAULT_PULL_TIMEOUT = 600.0
 PULL_TIMEOUT_ENV = "MDHUB_PULL_TIMEOUT"
+RepoType = Literal["model", "dataset"]
+REPO_TYPES: tuple[RepoType, ...] = ("model", "dataset")  # modules live in model repos, datasets in dataset repos
 
 
 class Deadline:

@@ -7,6 +7,8 @@ Layout under ROOT (everything a pull needs is plain files; nothing is executed):
         commits/COMMIT/commit.json    {"format": 1, "parent", "message", "date", "files": {name: {sha256, size}}}
         commits/COMMIT/files/NAME     the files of that commit (a full snapshot, not a diff)
         .lock                         serialises writers
+    ROOT/.datasets/NAMESPACE/NAME/    a dataset repository (repo_type="dataset"), the same layout; a namespace
+                                      never starts with '.', so the two kinds cannot meet
 
 A commit id is the sha1 of its canonical commit.json, so it names its content. A push writes the new commit folder
 under a temporary name, renames it into place, then switches the branch file with an atomic rename, all under the
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
+from hub.remote.base import DEFAULT_BRANCH, REPO_TYPES, Deadline, DeadlineLike, RepoType, Snapshot, UploadResult
 from hub.remote.errors import RemoteError, RepoNotFoundError, RevisionNotFoundError, SizeLimitError
 from hub.remote.refs import COMMIT_ID, BackendName, check_revision, parse_repo_ref
 from modules.atomic import fsync_write
@@ -40,17 +42,21 @@ class FileBackend:
 
     name: BackendName = "file"
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, repo_type: RepoType = "model"):
+        if repo_type not in REPO_TYPES:
+            raise RemoteError(f"repo_type must be one of {list(REPO_TYPES)}, not {repo_type!r}")
         self.root = Path(root)
+        self.repo_type: RepoType = repo_type
 
     # --- paths ---------------------------------------------------------------------------------------------------
     def _repo_dir(self, repo_id: str) -> Path:
         parse_repo_ref(repo_id)  # refuses anything that is not NAMESPACE/NAME (so no '..', no absolute path)
-        return self.root / repo_id
+        return (self.root / ".datasets" if self.repo_type == "dataset" else self.root) / repo_id
 
     def _where(self, repo_id: str, revision: str | None = None) -> str:
         text = f"file://{self.root}::{repo_id}"
-        return f"{text}@{revision}" if revision else text
+        text = f"{text}@{revision}" if revision else text
+        return f"dataset {text}" if self.repo_type == "dataset" else text
 
     def _branch_file(self, repo_dir: Path, branch: str) -> Path:
         return repo_dir / "refs" / "heads" / check_revision(branch)

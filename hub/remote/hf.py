@@ -7,7 +7,8 @@ Pull trusts nothing the server says until it is checked, because `huggingface_hu
 server sends (an ETag "../../x" or a commit id "../../../etc" would write outside the cache). So a pull makes its own
 requests, on huggingface_hub's shared HTTP client (its configuration, proxies, token and offline switch apply):
 
-1. `GET /api/models/REPO/revision/REV?blobs=true` (what `HfApi.model_info(files_metadata=True)` asks), capped in
+1. `GET /api/models/REPO/revision/REV?blobs=true` (what `HfApi.model_info(files_metadata=True)` asks; `/api/datasets/`
+   and `/datasets/REPO/resolve/...` for a backend made with `repo_type="dataset"`), capped in
    size: the commit id must be 40 lowercase hex digits (the very one asked for, when a commit was asked for), every
    file's oid a plain 40/64-hex hash, sizes within the caller's limits (`SizeLimitError` before any download).
 2. For each file asked for that the commit has: `HEAD /REPO/resolve/COMMIT/FILE` (as `get_hf_file_metadata`):
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
-from hub.remote.base import DEFAULT_BRANCH, Deadline, DeadlineLike, Snapshot, UploadResult
+from hub.remote.base import DEFAULT_BRANCH, REPO_TYPES, Deadline, DeadlineLike, RepoType, Snapshot, UploadResult
 from hub.remote.errors import (
     BadResponseError,
     NotCachedError,
@@ -125,8 +126,12 @@ class HFBackend:
     name: BackendName = "hf"
 
     def __init__(self, endpoint: str | None = None, token: str | None = None, cache_dir: str | Path | None = None,
-                 offline: bool | None = None):
+                 offline: bool | None = None, repo_type: RepoType = "model"):
         from huggingface_hub import constants
+
+        if repo_type not in REPO_TYPES:
+            raise RemoteError(f"repo_type must be one of {list(REPO_TYPES)}, not {repo_type!r}")
+        self.repo_type: RepoType = repo_type
 
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
         self.token = token
@@ -144,7 +149,8 @@ class HFBackend:
         return HfApi(endpoint=self.endpoint, token=self.token, library_name="mdhub", library_version=__version__)
 
     def _where(self, repo_id: str, revision: str | None = None) -> str:
-        return f"{repo_id}@{revision or DEFAULT_BRANCH} on {self.endpoint}"
+        kind = "" if self.repo_type == "model" else f"{self.repo_type} "
+        return f"{kind}{repo_id}@{revision or DEFAULT_BRANCH} on {self.endpoint}"
 
     # --- Backend interface ---------------------------------------------------------------------------------------
     def upload(self, repo_id: str, files: Mapping[str, bytes], *, revision: str | None = None,
@@ -160,13 +166,13 @@ class HFBackend:
             raise RemoteError(f"cannot push to {self._where(repo_id, branch)}: offline mode is on (HF_HUB_OFFLINE)")
         api = self._api()
         with self._errors(repo_id, branch, "push to"):
-            api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+            api.create_repo(repo_id, repo_type=self.repo_type, private=private, exist_ok=True)
             if branch != DEFAULT_BRANCH:
-                api.create_branch(repo_id, branch=branch, exist_ok=True)
+                api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type=self.repo_type)
             ops = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=data) for name, data in files.items()]
             try:
                 info = api.create_commit(repo_id, operations=ops, commit_message=message or "mdhub push",
-                                         revision=branch)
+                                         revision=branch, repo_type=self.repo_type)
             except ValueError as err:  # the Hub's validate-yaml refused README.md's metadata: one line, each reason
                 if "metadata" not in str(err):
                     raise
@@ -185,7 +191,7 @@ class HFBackend:
         rev = check_revision(revision or DEFAULT_BRANCH)
         deadline = Deadline.of(deadline)
         limits = dict(max_sizes or {})
-        cache = HFCacheRepo(self.cache_dir, repo_id)
+        cache = HFCacheRepo(self.cache_dir, repo_id, self.repo_type)
         with self._errors(repo_id, rev, "pull"):
             info = None
             if not self.offline:
@@ -260,7 +266,7 @@ class HFBackend:
     def _info(self, repo_id: str, rev: str, deadline: Deadline) -> _Info:
         """Step 1: the commit `rev` is at, and the commit's files (size, oids), every identifier checked."""
         what = f"pull {self._where(repo_id, rev)}"
-        url = f"{self.endpoint}/api/models/{repo_id}/revision/{quote(rev, safe='')}?blobs=true"
+        url = f"{self.endpoint}/api/{self.repo_type}s/{repo_id}/revision/{quote(rev, safe='')}?blobs=true"
         with guarded_stream("GET", url, self._headers(), deadline, what, follow_redirects=True) as response:
             if response.status_code >= 400:
                 self._raise_for_status(response, read_capped(response, MAX_ERROR_BYTES, deadline, what))
@@ -329,8 +335,8 @@ class HFBackend:
                 raise SizeLimitError(f"{what}: the cached copy is {cached.stat().st_size} bytes, over the "
                                      f"{limit}-byte limit; refused")
             return
-        meta = self._head(hf_hub_url(repo_id, name, revision=commit, endpoint=self.endpoint), commit, what,
-                          deadline)
+        meta = self._head(hf_hub_url(repo_id, name, revision=commit, endpoint=self.endpoint,
+                                     repo_type=self.repo_type), commit, what, deadline)
         if sib.oids and meta.etag not in sib.oids:
             raise BadResponseError(f"{what}: the server's ETag {meta.etag[:12]}... is not the file's oid in its own "
                                    "listing; refused")
@@ -460,7 +466,7 @@ class HFBackend:
     def exists(self, repo_id: str, revision: str | None = None) -> bool:
         try:
             with self._errors(repo_id, revision, "look up"):
-                self._api().model_info(repo_id, revision=revision)
+                self._api().repo_info(repo_id, revision=revision, repo_type=self.repo_type)
         except (RepoNotFoundError, RevisionNotFoundError):
             return False
         return True
@@ -468,7 +474,7 @@ class HFBackend:
     def forget(self, repo_id: str, commit: str) -> None:
         """Delete the cached snapshot of `commit` (and blobs only it used), so the next pull downloads it afresh."""
         try:
-            HFCacheRepo(self.cache_dir, repo_id).forget(commit)
+            HFCacheRepo(self.cache_dir, repo_id, self.repo_type).forget(commit)
         except (OSError, RemoteError):  # best effort: a copy we cannot clean is caught by the next verification
             pass
 
@@ -485,8 +491,10 @@ class HFBackend:
         except RemoteError:
             raise
         except e.RepositoryNotFoundError:
+            kind = "" if self.repo_type == "model" else f"{self.repo_type} "
             raise RepoNotFoundError(
-                f"{where}: no such repository (or it is private or gated and your token, HF_TOKEN, cannot see it)"
+                f"{where}: no such {kind}repository (or it is private or gated and your token, HF_TOKEN, "
+                "cannot see it)"
             ) from None
         except e.RevisionNotFoundError:
             raise RevisionNotFoundError(

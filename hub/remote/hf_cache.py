@@ -1,6 +1,6 @@
 """One repository's folder in the Hugging Face cache, written and read by mdhub itself, in huggingface_hub's layout.
 
-    CACHE/models--NAMESPACE--NAME/
+    CACHE/models--NAMESPACE--NAME/   (datasets--NAMESPACE--NAME/ for a dataset repository)
         blobs/ETAG                   a file's bytes, named by its identifier (git blob sha1, or sha256 for LFS)
         snapshots/COMMIT/FILENAME    a relative symlink to ../../blobs/ETAG (a copy where links are unsupported)
         refs/REVISION                the commit a branch pointed to when it was last pulled (for offline use)
@@ -35,11 +35,13 @@ def _shown(value: object) -> str:
 class HFCacheRepo:
     """The cache folder of one model repository (see the module docstring)."""
 
-    def __init__(self, cache_dir: str | Path, repo_id: str):
+    def __init__(self, cache_dir: str | Path, repo_id: str, repo_type: str = "model"):
         parse_repo_ref(repo_id)  # NAMESPACE/NAME only: no separator or '..' can reach the folder name
+        if repo_type not in ("model", "dataset"):
+            raise RemoteError(f"repo_type must be 'model' or 'dataset', not {_shown(repo_type)}")
         namespace, name = repo_id.split("/")
         self.cache_dir = Path(os.path.abspath(os.path.expanduser(str(cache_dir))))
-        self.root = self.cache_dir / f"models--{namespace}--{name}"
+        self.root = self.cache_dir / f"{repo_type}s--{namespace}--{name}"
 
     # --- names -> paths (validated) ----------------------------------------------------------------------------
     @staticmethod
