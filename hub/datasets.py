@@ -388,6 +388,19 @@ def store_imported(ds: OfflineDataset, dataset_id: str, force: bool = False) -> 
     check_dataset_id(dataset_id)
     path = dataset_path(dataset_id)
     ds.metadata["dataset_id"] = dataset_id
+    with _id_lock(path):  # the check and the write together: two imports of one id cannot both see it free
+        return _store_locked(ds, dataset_id, path, force)
+
+
+def _id_lock(path: Path) -> Any:
+    """A file lock for one dataset id (``.<id>.lock`` beside its file), held while a check decides a write."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path.with_name(f".{path.stem}.lock")), timeout=600)
+
+
+def _store_locked(ds: OfflineDataset, dataset_id: str, path: Path, force: bool) -> ImportOutcome:
     new_sha = ds.sha256
     old_sha = _stored_sha(path) if path.exists() else None
     action: Literal["stored", "unchanged", "replaced"] = "stored"
@@ -480,18 +493,19 @@ def pull(repo: str, dataset_id: str | None = None, force: bool = False,
         raise RemoteError(f"{fetched.url}: cannot store it under its own id: {err}; pull it with --id ID") from None
     path = dataset_path(local_id)
     action = "stored"
-    if path.exists():
-        old = _stored_sha(path)
-        if old == ds.sha256:
-            action = "unchanged"
-        elif not force:
-            raise RemoteError(f"a different dataset '{local_id}' is already in the store (sha256 {str(old)[:12]}..., "
-                              f"the pulled one {ds.sha256[:12]}...); pull with --id NEW_ID to keep both, or --force "
-                              "to replace it")
-        else:
-            action = "replaced"
-    ds.metadata = {**ds.metadata, "dataset_id": local_id, "hub_source": fetched.hub_source}
-    ds.save(path)
+    with _id_lock(path):
+        if path.exists():
+            old = _stored_sha(path)
+            if old == ds.sha256:
+                action = "unchanged"
+            elif not force:
+                raise RemoteError(f"a different dataset '{local_id}' is already in the store (sha256 "
+                                  f"{str(old)[:12]}..., the pulled one {ds.sha256[:12]}...); pull with --id NEW_ID to "
+                                  "keep both, or --force to replace it")
+            else:
+                action = "replaced"
+        ds.metadata = {**ds.metadata, "dataset_id": local_id, "hub_source": fetched.hub_source}
+        ds.save(path)
     return DatasetPullResult(dataset_id=local_id, path=path, repo=fetched.url, commit=fetched.hub_source["commit"],
                              sha256=ds.sha256, action=action)
 

@@ -233,8 +233,13 @@ def from_d4rl_hdf5(path: str | Path, env: str | None = None, dataset_id: str | N
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     try:
-        with h5py.File(path, "r") as f:
-            arrays = {k: f[k][()] for k in f.keys() if isinstance(f[k], h5py.Dataset)}
+        with h5py.File(path, "r") as f:  # only the keys the importer reads (D4RL files carry large extras)
+            names = sorted(k for k in f.keys() if isinstance(f[k], h5py.Dataset))
+            missing = [k for k in _D4RL_REQUIRED if k not in names]
+            if missing:
+                raise DatasetError(f"{path}: missing key(s) {missing}; a D4RL file has {list(_D4RL_REQUIRED)} "
+                                   f"(+ timeouts, next_observations); found {names}")
+            arrays = {k: f[k][()] for k in (*_D4RL_REQUIRED, "timeouts", "next_observations") if k in names}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DatasetError(f"{path}: not a readable HDF5 file: {' '.join(str(e).split())}") from None
     return from_d4rl_arrays(arrays, env=env, source=str(path), dataset_id=dataset_id, reward_shift=reward_shift,
