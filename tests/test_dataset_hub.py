@@ -206,3 +206,22 @@ def test_file_remote_round_trip(tmp_path, monkeypatch):
     assert out.commit == res.commit and store.get_dataset("hop-small").sha256 == ds.sha256
     with pytest.raises(RemoteError, match="no such dataset repository|no such repository"):
         store.pull(f"file://{tmp_path / 'remote'}::alice/missing")
+
+
+def test_the_guarded_download_serves_datasets_too(loopback_hub, tmp_path, monkeypatch):  # noqa: F811
+    """The module pull's machinery, for a dataset repository: a forged commit id never becomes a path, a stalled
+    data file ends at the pull's deadline, a dropped connection is resumed; nothing half-written."""
+    small_dataset()
+    store.push("hop-small", REPO)
+    use_home(monkeypatch, tmp_path / "other-home")
+    loopback_hub.forge_model_info(sha="../../../etc", n=1)
+    _fails(["pull", REPO], "not a commit id")
+    cache = tmp_path / "hf-cache"
+    assert not (tmp_path / "etc").exists() and not list(cache.rglob("etc"))
+    loopback_hub.stall(30, DATA_FILE, after_bytes=10, n=1)
+    _fails(["pull", REPO, "--timeout", "1.5"], "deadline", "nothing was stored")
+    assert nothing_stored()
+    loopback_hub.drop_downloads(1, keep_bytes=100, path_suffix=DATA_FILE)
+    res = _ok(["pull", REPO])
+    assert store.get_dataset("hop-small").metadata["hub_source"]["commit"] in res.output
+    assert (cache / "datasets--alice--hopper-small").is_dir()  # huggingface_hub's cache layout for datasets
