@@ -9,7 +9,7 @@ capped (the limits of `cards.io`), then full card validation.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import yaml
@@ -79,18 +79,6 @@ def hub_tags(card: ModuleCard) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def hub_dataset_id(card: ModuleCard) -> str | None:
-    """The Hub dataset id of the card's data, when the data live on the Hub (a DatasetRef with a `repo`); a local
-    dataset id names nothing on the Hub and is left out of `datasets:`."""
-    ref = card.interface.dataset
-    repo = getattr(ref, "repo", None) if ref is not None else None
-    if not isinstance(repo, str) or not repo:
-        return None
-    for prefix in ("hf://datasets/", "hf://", "datasets/"):
-        repo = repo.removeprefix(prefix)
-    return repo.split("@")[0] or None
-
-
 def model_index(card: ModuleCard) -> list[dict[str, Any]] | None:
     """The card's evaluations as the Hub's model-index, in the shape huggingface_hub's ModelCardData writes for
     EvalResults (one result per env, as huggingface_sb3 does): metric `mean_reward` "m +/- s" and
@@ -122,19 +110,22 @@ def model_index(card: ModuleCard) -> list[dict[str, Any]] | None:
         for env, metrics in results.items()]}]
 
 
-def front_matter(card: ModuleCard) -> dict[str, Any]:
+def front_matter(card: ModuleCard, hub_datasets: Sequence[str] = ()) -> dict[str, Any]:
     """The YAML front matter: the keys huggingface_hub's ModelCardData writes (library_name, license, pipeline_tag,
     tags, datasets, model-index; tests/test_hub_cards.py checks the equivalence) plus the whole card under `mdhub`.
-    Built here rather than through ModelCardData so that cards/ stays light (no huggingface_hub import)."""
+    Built here rather than through ModelCardData so that cards/ stays light (no huggingface_hub import).
+
+    `datasets:` lists `hub_datasets`, the Hub dataset ids of the card's data when they live on the Hub (the caller
+    knows: a push asks the dataset store, hub.datasets.hub_dataset_id); a local dataset id is never listed, since it
+    names nothing on the Hub."""
     meta: dict[str, Any] = {
         "library_name": LIBRARY_NAME,
         "license": card.license,
         "pipeline_tag": PIPELINE_TAG,
         "tags": hub_tags(card),
     }
-    dataset = hub_dataset_id(card)
-    if dataset:
-        meta["datasets"] = [dataset]
+    if hub_datasets:
+        meta["datasets"] = list(dict.fromkeys(hub_datasets))
     index = model_index(card)
     if index:
         meta["model-index"] = index
@@ -207,9 +198,10 @@ def _prose(card: ModuleCard) -> str:
     return "\n".join(out)
 
 
-def card_to_readme(card: ModuleCard) -> str:
-    """Render a Hugging Face model card (deterministic: the same card gives the same text)."""
-    meta = yaml.safe_dump(front_matter(card), sort_keys=True, allow_unicode=True, width=120)
+def card_to_readme(card: ModuleCard, hub_datasets: Sequence[str] = ()) -> str:
+    """Render a Hugging Face model card (deterministic: the same card and datasets give the same text).
+    `hub_datasets`: the Hub dataset ids of the card's data, for `datasets:` (see `front_matter`)."""
+    meta = yaml.safe_dump(front_matter(card, hub_datasets), sort_keys=True, allow_unicode=True, width=120)
     return f"---\n{meta}---\n\n{_prose(card)}"
 
 

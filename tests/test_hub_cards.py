@@ -69,6 +69,24 @@ def test_datasets_only_when_the_data_live_on_the_hub():
     local = card.model_copy(update={"interface": card.interface.model_copy(
         update={"dataset": DatasetRef(id="hopper-bullet-medium")})})
     assert "datasets" not in front_matter(local)  # a local id names nothing on the Hub
+    assert front_matter(local, hub_datasets=["alice/hopper-medium"])["datasets"] == ["alice/hopper-medium"]
+
+
+def test_a_push_names_the_hub_dataset_the_data_live_in(hub_server, monkeypatch):  # noqa: F811
+    import hub.datasets
+
+    known = {"toy-on-hub": "alice/toy-data"}
+    monkeypatch.setattr(hub.datasets, "hub_dataset_id", known.get, raising=False)
+    net = small_critic()
+    for module_id, data in (("on-hub", "toy-on-hub"), ("local-only", "toy-local")):
+        card = critic_card(net, module_id)
+        card.interface.dataset = DatasetRef(id=data)
+        hub.save(net, card)
+        result = hub.push(module_id, f"alice/{module_id}")
+        commit = hub_server.repos[f"alice/{module_id}"].commits[result.commit]
+        meta = yaml.safe_load(commit.files["README.md"].decode().split("---\n")[1])
+        assert meta.get("datasets") == (["alice/toy-data"] if data == "toy-on-hub" else None)
+        assert validate_metadata(meta) == []
 
 
 def test_old_cards_without_evaluations_keep_their_bytes():

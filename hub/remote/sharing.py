@@ -165,6 +165,19 @@ def _verified_local(folder: Path, module: str | Path) -> tuple[ModuleCard, bytes
         raise RemoteError(f"refusing to push '{module}': {err}") from None
 
 
+def _hub_datasets(card: ModuleCard) -> list[str]:
+    """The Hub dataset id of the card's data when the dataset store knows one (pushed or pulled there), for the
+    model card's `datasets:`; a local-only dataset is left out."""
+    ref = card.interface.dataset
+    if ref is None:
+        return []
+    import hub.datasets
+
+    lookup = getattr(hub.datasets, "hub_dataset_id", None)  # the dataset store's record of where its data live
+    found = lookup(ref.id) if lookup is not None else None
+    return [found] if isinstance(found, str) and found else []
+
+
 def _render(card: ModuleCard, weights: bytes | None, module: str | Path) -> dict[str, bytes]:
     """The files of the commit: weights, canonical card.json, README.md rendered from the card (round-trip checked)."""
     try:
@@ -175,7 +188,7 @@ def _render(card: ModuleCard, weights: bytes | None, module: str | Path) -> dict
     if weights is not None:
         files[WEIGHTS] = weights
     files[CARD] = card_to_json(card).encode()
-    readme = card_to_readme(card)
+    readme = card_to_readme(card, hub_datasets=_hub_datasets(card))
     files[README] = readme.encode()
     if card_from_readme(readme) != card:  # pragma: no cover - a rendering bug, never user input
         raise RemoteError(f"refusing to push '{module}': README.md does not parse back to the card")
