@@ -193,3 +193,43 @@ def test_every_hint_printed_by_the_demo_names_ids_it_stored():
 
     src = inspect.getsource(demo.demo_cmd)
     assert "demo-dql-double" not in src and "{prefix}-dql-double" in src
+
+
+def _command_for(words: list[str]):
+    """The click command a hint names, and its words after the command path."""
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+    rest = list(words)
+    while rest and hasattr(cmd, "commands") and rest[0] in cmd.commands:
+        cmd = cmd.commands[rest.pop(0)]
+    return cmd, rest
+
+
+def test_every_hint_names_a_real_command_and_real_options():
+    """Messages that suggest `mdhub ...` name a command that exists, with options it has (placeholders like ID or
+    {prefix} aside)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    pattern = re.compile(r"`mdhub ([^`\n]*)`|\(mdhub ([a-z][^)\n]*)\)")
+    checked = 0
+    for path in sorted((root / "hub").rglob("*.py")) + sorted((root / "modules").rglob("*.py")):
+        for m in pattern.finditer(path.read_text(encoding="utf-8")):
+            hint = (m.group(1) or m.group(2)).strip()
+            alternatives = [a.split() for a in hint.split("|")]  # `mdhub data import | push | pull`
+            parent = alternatives[0][:-1] if len(alternatives) > 1 else []
+            for i, alt in enumerate(alternatives):
+                words = alt if i == 0 else parent + alt
+                if not words or words[0] == "...":
+                    continue
+                cmd, rest = _command_for(words)
+                assert not hasattr(cmd, "commands") or not rest or not re.fullmatch(r"[a-z][a-z-]*", rest[0]), \
+                    f"{path.name}: `mdhub {hint}` names no command ({rest[0]!r})"
+                options = {o for p in cmd.params for o in getattr(p, "opts", [])} | {"--help"}
+                for w in rest:
+                    if w.startswith("--"):
+                        assert w.split("=")[0] in options, f"{path.name}: `mdhub {hint}`: {cmd.name} has no {w}"
+                checked += 1
+    assert checked >= 10
