@@ -131,8 +131,8 @@ def test_missing_paths_and_ids():
     with pytest.raises(NotFoundError, match="no such module folder"):
         hub.load("/nonexistent/module")
     stored_folder("alpha-critic")
-    with pytest.raises(NotFoundError, match="did you mean alpha-critic"):
-        hub.load("alpha")
+    with pytest.raises(NotFoundError, match="did you mean alpha-critic"):  # by edit distance (a typo)
+        hub.load("alpha-critc")
 
 
 def test_a_failed_save_leaves_store_and_index_as_they_were(hub_home):
