@@ -49,12 +49,6 @@ def default_sampling(d: StoredModule, store: Store) -> tuple[SamplingConfig, Sto
     return SamplingConfig("none"), None
 
 
-def eval_metrics(result: dict[str, float]) -> dict[str, float]:
-    """An evaluation's result as flat metrics: `normalized_score` as is, everything else as `eval_<name>` (the
-    benchmarks' JSON; cards keep evaluations apart, as EvalRecords: `eval_record`)."""
-    return {k if k == "normalized_score" else f"eval_{k}": v for k, v in result.items()}
-
-
 def eval_record(result: dict[str, float], env_id: str, cfg: SamplingConfig, guidance: str | None, seed: int,
                 max_steps: int | None = None) -> EvalRecord:
     """An evaluation as the card records it: labelled by env, episodes, seed, sampling mode and settings (the

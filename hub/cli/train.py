@@ -134,7 +134,10 @@ def eval_cmd(
         emit_json({"id": ref, **r})
         return
     out.print(f"{ref}: return {r['return_mean']:.1f} +- {r['return_std']:.1f} over {episodes} episodes, "
-              f"normalised score {r['normalized_score']:.1f}", markup=False)
+              f"normalised score {r['normalized_score']:.1f} ({r['sampling']}"
+              + (f", scored by {r['guidance']}" if r["guidance"] else "") + ")", markup=False, highlight=False)
+    if r["written"]:
+        out.print(f"  added to the card's evaluations (`mdhub show {ref}`)", markup=False, highlight=False)
 
 
 @handles_errors
