@@ -77,15 +77,19 @@ def test_a_push_names_the_hub_dataset_the_data_live_in(hub_server, monkeypatch):
 
     known = {"toy-on-hub": "alice/toy-data"}
     monkeypatch.setattr(hub.datasets, "hub_dataset_id", known.get, raising=False)
+    monkeypatch.setattr(hub.datasets, "dataset_info", lambda i: {"sha256": "a" * 64})
     net = small_critic()
-    for module_id, data in (("on-hub", "toy-on-hub"), ("local-only", "toy-local")):
+    for module_id, data, sha, expect in (("on-hub", "toy-on-hub", None, ["alice/toy-data"]),
+                                         ("same-data", "toy-on-hub", "a" * 64, ["alice/toy-data"]),
+                                         ("remade-since", "toy-on-hub", "b" * 64, None),  # other data now
+                                         ("local-only", "toy-local", None, None)):
         card = critic_card(net, module_id)
-        card.interface.dataset = DatasetRef(id=data)
+        card.interface.dataset = DatasetRef(id=data, sha256=sha)
         hub.save(net, card)
         result = hub.push(module_id, f"alice/{module_id}")
         commit = hub_server.repos[f"alice/{module_id}"].commits[result.commit]
         meta = yaml.safe_load(commit.files["README.md"].decode().split("---\n")[1])
-        assert meta.get("datasets") == (["alice/toy-data"] if data == "toy-on-hub" else None)
+        assert meta.get("datasets") == expect, module_id
         assert validate_metadata(meta) == []
 
 

@@ -175,7 +175,16 @@ def _hub_datasets(card: ModuleCard) -> list[str]:
 
     lookup = getattr(hub.datasets, "hub_dataset_id", None)  # the dataset store's record of where its data live
     found = lookup(ref.id) if lookup is not None else None
-    return [found] if isinstance(found, str) and found else []
+    if not isinstance(found, str) or not found:
+        return []
+    if ref.sha256:  # the data under that id now must be the data the module was trained on
+        try:
+            stored = hub.datasets.dataset_info(ref.id).get("sha256")
+        except (MdhubError, ValueError, OSError):
+            return []
+        if stored != ref.sha256:
+            return []
+    return [found]
 
 
 def _render(card: ModuleCard, weights: bytes | None, module: str | Path) -> dict[str, bytes]:
