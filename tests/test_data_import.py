@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from hub import datasets as store
 from hub.cli.data import data_app
 from modules.data.dataset import OfflineDataset
+from tests.cli_checks import data_fails, data_ok
 
 h5py = pytest.importorskip("h5py")  # the hdf5 extra; the Makefile's set-up installs it
 runner = CliRunner()
@@ -21,20 +22,11 @@ STEPS = 300
 KEYS = ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
 
 
-def _ok(args):
-    res = runner.invoke(data_app, args)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
+_ok = data_ok
 
 
 def _fails(args, *needles):
-    res = runner.invoke(data_app, args)
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    for n in needles:
-        assert n in res.output, res.output
+    res = data_fails(args, *needles)
     folder = store.datasets_dir()
     assert not folder.exists() or not [f for f in folder.iterdir() if f.suffix != ".lock"], "nothing may be written"
     return res

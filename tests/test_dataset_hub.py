@@ -16,11 +16,11 @@ import yaml
 from typer.testing import CliRunner
 
 from hub import datasets as store
-from hub.cli.data import data_app
 from hub.remote import RemoteError, RemoteIntegrityError
 from hub.remote.dataset_sharing import DATA_FILE, META_FILE, README_FILE, front_matter
 from hub.remote.sharing import push as push_module
 from modules.data.dataset import ARRAY_KEYS, OfflineDataset
+from tests.cli_checks import data_fails, data_ok
 from tests.test_sharing import hub_server as loopback_hub  # noqa: F401  (a fixture, requested by this name)
 from tests.test_sharing import stored_critic
 
@@ -28,21 +28,7 @@ runner = CliRunner()
 REPO = "alice/hopper-small"
 
 
-def _ok(args):
-    res = runner.invoke(data_app, args)
-    assert res.exit_code == 0, (res.output, res.exception)
-    return res
-
-
-def _fails(args, *needles):
-    res = runner.invoke(data_app, args)
-    assert res.exit_code == 1, res.output
-    assert "Traceback" not in res.output
-    lines = [ln for ln in res.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
-    for n in needles:
-        assert n in res.output, res.output
-    return res
+_ok, _fails = data_ok, data_fails
 
 
 def small_dataset(dataset_id: str = "hop-small", n: int = 120, seed: int = 0) -> OfflineDataset:

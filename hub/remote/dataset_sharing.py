@@ -45,7 +45,7 @@ from hub.remote import (
     backend_for,
     parse_repo_ref,
 )
-from hub.remote.refs import COMMIT_ID
+from hub.remote.refs import push_target
 
 DATA_FILE = "dataset.npz"
 META_FILE = "metadata.json"
@@ -176,12 +176,7 @@ def push_dataset(path: Path, repo: str, revision: str | None = None, private: bo
     from modules.data.dataset import OfflineDataset
     from modules.data.errors import DatasetError
 
-    target = parse_repo_ref(repo)
-    if target.revision and revision and target.revision != revision:
-        raise RemoteError(f"'{repo}' names revision '{target.revision}' but --revision is '{revision}'")
-    branch = revision or target.revision or DEFAULT_BRANCH
-    if COMMIT_ID.match(branch):
-        raise RemoteError(f"push to a branch name, not to a commit id ('{branch}')")
+    target, branch = push_target(repo, revision, DEFAULT_BRANCH)
     dataset_id = path.stem
     try:
         ds = OfflineDataset.load(path)

@@ -129,3 +129,15 @@ def ref_from_source(source: HubSource) -> RepoRef:
     if ref.backend != source.backend:
         raise RemoteError(f"hub_source: repo '{source.repo}' does not belong to backend '{source.backend}'")
     return ref.with_revision(source.commit or source.revision)
+
+
+def push_target(repo: str, revision: str | None, default_branch: str = "main") -> tuple[RepoRef, str]:
+    """Where a push goes: the parsed repository (with its branch as revision) and the branch. The branch is
+    `revision`, else the one `repo` names, else `default_branch`; it may not contradict `repo` nor be a commit id."""
+    target = parse_repo_ref(repo)
+    if target.revision and revision and target.revision != revision:
+        raise RemoteError(f"'{repo}' names revision '{target.revision}' but --revision is '{revision}'")
+    branch = revision or target.revision or default_branch
+    if COMMIT_ID.match(branch):
+        raise RemoteError(f"push to a branch name, not to a commit id ('{branch}')")
+    return target.with_revision(branch), branch

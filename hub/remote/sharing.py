@@ -58,7 +58,7 @@ from hub.remote import (
     parse_repo_ref,
     ref_from_source,
 )
-from hub.remote.refs import COMMIT_ID
+from hub.remote.refs import push_target
 from hub.store import (
     CARD,
     README,
@@ -117,13 +117,7 @@ def push(module: str | Path, repo: str, revision: str | None = None, private: bo
     `revision` is the branch (default main; created from main if new); `private` applies to a new repository.
     """
     store = store or Store()
-    target = parse_repo_ref(repo)
-    if target.revision and revision and target.revision != revision:
-        raise RemoteError(f"'{repo}' names revision '{target.revision}' but --revision is '{revision}'")
-    branch = revision or target.revision or DEFAULT_BRANCH
-    if COMMIT_ID.match(branch):
-        raise RemoteError(f"push to a branch name, not to a commit id ('{branch}')")
-    target = target.with_revision(branch)
+    target, branch = push_target(repo, revision, DEFAULT_BRANCH)
 
     folder = store.resolve(module)
     store_id = _store_id(store, module, folder)
