@@ -115,8 +115,6 @@ def main() -> None:
                     "threads": args.threads, "torch": torch.__version__, "load_avg_1m": os.getloadavg()[0]},
         "settings": {"batch": B, "obs_dim": obs_dim, "act_dim": act_dim, "T": 5, "hidden": 256,
                      "seconds_per_measure": args.seconds},
-        "reference_eager_pytorch": {"joint_dql_it_per_s": 20, "guidance_first_dql_it_per_s": 35,
-                                    "bc_diffusion_it_per_s": 230, "action_selection_ms": "3-4"},
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
