@@ -13,3 +13,9 @@ def home() -> Path:
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "mdhub"
+
+
+def run_dir(module_id: str) -> Path:
+    """The folder of the training run that makes `module_id`: $MDHUB_HOME/runs/<id> (checkpoint/, scalars.csv,
+    scalars.jsonl, tb/ with tensorboard, curve.json and curve.png with learning-curve points)."""
+    return home() / "runs" / module_id

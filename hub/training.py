@@ -31,7 +31,7 @@ from hub.errors import MdhubError, StoreError
 from hub.modes import DEFAULT_PAIRING, Mode, TrainingContext, training_mode_for
 from hub.modes.base import Phase
 from hub.module_folder import versions
-from hub.paths import home
+from hub.paths import run_dir
 from hub.registry import registry
 from hub.store import Store, StoredModule
 from modules.data.dataset import OfflineDataset
@@ -53,6 +53,7 @@ class Budget:
     eval_every: int = 0
     eval_episodes: int = 0
     checkpoint_every: int = 1000
+    log_every: int = 100  # scalars (losses, learning rates, steps/s) are read and written every this many steps
 
 
 def dataset_interface(ds: OfflineDataset) -> Interface:
@@ -145,7 +146,7 @@ def write_curve(run_dir: Path, result: TrainResult, title: str) -> Path | None:
 
 
 def _run_dir(module_id: str) -> Path:
-    return home() / "runs" / module_id
+    return run_dir(module_id)
 
 
 def algorithm_for(backbone: str, mode: Mode | None = None) -> str | None:
@@ -172,8 +173,8 @@ def default_id(kind: str, algo: str, ds: OfflineDataset, seed: int) -> str:
 
 
 def refuse_existing(store: Store, module_ids: list[str], overwrite: bool) -> bool:
-    """Before any training: refuse to train into ids the store already has (unless `overwrite`). Returns whether
-    one exists (then its finished run's checkpoint is not resumed: the run starts fresh)."""
+    """Refuse to train into ids the store already has (unless `overwrite`). Returns whether one exists. (The
+    training functions decide with `plan_rerun`, which also recognises a finished run and offers --resume.)"""
     existing = [m for m in module_ids if store.contains(m)]
     if existing and not overwrite:
         card = store.card(existing[0])
@@ -183,23 +184,156 @@ def refuse_existing(store: Store, module_ids: list[str], overwrite: bool) -> boo
     return bool(existing)
 
 
+# recipe fields that say WHAT a recipe is (its updates, architectures, guidance needs), not how it is tuned
+STRUCTURAL_FIELDS = frozenset({"name", "algorithm", "recipe", "critic_update", "critic_arch", "diffusion_update",
+                               "backbone", "needs_guidance"})
+
+
+def overridable_fields() -> list[str]:
+    """The recipe fields `--config FILE` and `recipe_overrides` may set."""
+    return sorted(set(Recipe.model_fields) - STRUCTURAL_FIELDS)
+
+
+def apply_overrides(recipe: Recipe, overrides: dict[str, Any], source: str = "recipe_overrides") -> Recipe:
+    """`recipe` with `overrides` applied (None values ignored), validated against the recipe's fields: an unknown
+    key, a key that names the recipe rather than tunes it, or a bad value is one MdhubError line naming the key."""
+    import difflib
+
+    from pydantic import ValidationError
+
+    allowed = overridable_fields()
+    for key in overrides:
+        if key in STRUCTURAL_FIELDS:
+            raise MdhubError(f"{source}: key '{key}' defines the recipe, it is not a setting (choose --algo instead); "
+                             f"settings: {', '.join(allowed)}")
+        if key not in allowed:
+            near = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise MdhubError(f"{source}: unknown key '{key}'{hint}; recipe settings: {', '.join(allowed)}")
+    try:
+        return recipe.with_overrides(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        key = ".".join(str(x) for x in first.get("loc", ())) or "?"
+        raise MdhubError(f"{source}: key '{key}': {first.get('msg', 'invalid')} (got {first.get('input')!r})") from None
+
+
+CONFIG_MAX_BYTES = 1 << 20
+
+
+def load_recipe_config(path: str | Path) -> dict[str, Any]:
+    """Recipe overrides from a YAML or JSON file (a mapping of recipe settings, e.g. `eta: 0.1`, `lr: 1e-4`).
+    Keys are checked by `apply_overrides` when the recipe is known; unreadable, oversized or non-mapping files are one
+    MdhubError line naming the file."""
+    import yaml
+
+    p = Path(path)
+    try:
+        if p.stat().st_size > CONFIG_MAX_BYTES:
+            raise MdhubError(f"{p}: a recipe config larger than {CONFIG_MAX_BYTES} bytes")
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise MdhubError(f"{p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise MdhubError(f"{p}: not a UTF-8 text file") from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise MdhubError(f"{p}: not valid YAML or JSON ({' '.join(str(e).split())})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise MdhubError(f"{p}: must be a mapping of recipe settings (e.g. 'eta: 0.1'), got a {type(data).__name__}")
+    return data
+
+
+Report = Callable[[str], None]
+
+
+def plan_rerun(store: Store, module_ids: list[str], run_folder: Path, recipe: Recipe, ds: OfflineDataset, seed: int,
+               run_tag: str, overwrite: bool, fresh: bool, resume: bool,
+               report: Report | None) -> tuple[bool, bool, list[StoredModule] | None]:
+    """Decide what a training call does with the ids and the run folder it targets, before any work.
+
+    Returns (fresh, replace, done): `fresh` starts over (the old checkpoint moved aside), `replace` lets the result
+    replace the stored module(s), `done` is the stored modules when this exact run already finished (nothing to do).
+
+    - nothing stored under the ids: train (an interrupted run resumes from its checkpoint);
+    - stored, the same run finished with the same steps: "already trained", kept as stored (metrics and all);
+    - stored, the same run at fewer steps: refused, offering `resume` (continue to the new total) or fresh + overwrite;
+    - stored, other settings (or no checkpoint here): refused, naming what differs, offering fresh + overwrite;
+    - `overwrite` without `resume`: start over and replace (the old checkpoint moved aside, never deleted).
+    """
+    from modules.train.loop import CHECKPOINT_DIR, run_status
+
+    if resume and fresh:
+        raise MdhubError("--resume continues the run's checkpoint and --fresh starts over: give one of them")
+    existing = [m for m in module_ids if store.contains(m)]
+    ckpt = run_folder / CHECKPOINT_DIR
+    if not existing:
+        if resume:
+            status = run_status(run_folder, recipe, ds.sha256, seed, run_tag)
+            if status.checkpoint_step is None:
+                raise MdhubError(f"nothing to resume: no checkpoint in {ckpt}; train without --resume")
+            if status.difference:
+                raise MdhubError(f"cannot resume: the checkpoint in {ckpt} was written by a run with other settings "
+                                 f"({status.difference}); train with --fresh to start over")
+        return fresh, False, None
+    if overwrite and not resume:
+        return True, True, None
+    mid = existing[0]
+    card = store.card(mid)
+    what = f"'{mid}' is already stored (a {card.kind} module, {card.origin.algorithm}, {card.origin.steps} steps)"
+    if fresh:
+        raise StoreError(f"{what}; --fresh retrains it from step 0 and replaces the stored module only with --force "
+                         "(or train under another --id)")
+    status = run_status(run_folder, recipe, ds.sha256, seed, run_tag)
+    if status.checkpoint_step is None:
+        raise StoreError(f"{what} and no training checkpoint of it is here ({ckpt}); retrain it with --fresh --force, "
+                         "or train under another --id")
+    if status.difference:
+        raise StoreError(f"{what}, trained with other settings ({status.difference}); retrain it with these with "
+                         "--fresh --force, or train under another --id")
+    at = status.checkpoint_step
+    if at == recipe.steps and all(store.card(m).origin.steps == recipe.steps for m in existing):
+        if report is not None:
+            report(f"'{mid}' is already trained with these settings ({recipe.steps} steps): kept as stored "
+                   "(--fresh --force retrains it)")
+        return False, False, [store.load(m) for m in module_ids if store.contains(m)]
+    if at is not None and recipe.steps < at:
+        raise StoreError(f"{what}; its checkpoint is at step {at} and this run asks for {recipe.steps}: a run "
+                         "continues, never goes back; --fresh --force starts over, or train under another --id")
+    if not resume:
+        raise StoreError(f"{what}; this run asks for {recipe.steps} steps: --resume continues its checkpoint (step "
+                         f"{at}) to {recipe.steps}, --fresh --force starts over, or train under another --id")
+    users = sorted({u for m in existing for u in store.referencing_policies(m)})
+    if users and not overwrite:
+        raise StoreError(f"{what} and stored policies reference it ({', '.join(users)}): --resume changes its "
+                         "weights; add --force to replace it anyway")
+    if report is not None:
+        report(f"resuming '{mid}' from its checkpoint at step {at} to {recipe.steps} steps")
+    return False, True, None
+
+
 def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None = None, seed: int = 0,
                    module_id: str | None = None, store: Store | None = None, budget: Budget | None = None,
                    progress: bool = True, eval_fn_factory: EvalFnFactory | None = None,
                    recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
-                   fresh: bool = False) -> list[StoredModule]:
+                   fresh: bool = False, resume: bool = False, report: Report | None = None) -> list[StoredModule]:
     """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor.
 
-    An id already in the store is refused before training starts, unless `overwrite`. An interrupted run resumes
-    from its checkpoint; `fresh` moves the checkpoint aside and starts over."""
+    An id already in the store is decided before training starts (`plan_rerun`): the same finished run is kept as
+    stored ("already trained", reported through `report`); the same run at fewer steps continues with `resume`;
+    anything else is refused unless `overwrite` (then the run starts over). An interrupted run resumes from its
+    checkpoint; `fresh` moves the checkpoint aside and starts over."""
     if algo not in GUIDANCE_ALGOS:
         raise MdhubError(f"unknown guidance algorithm '{algo}'; known: {', '.join(GUIDANCE_ALGOS)}")
     _check_steps(steps, budget)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
-    recipe = get_recipe(GUIDANCE_ALGOS[algo]).with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size,
-                                                             **(recipe_overrides or {}))
+    recipe = apply_overrides(get_recipe(GUIDANCE_ALGOS[algo]), dict(recipe_overrides or {}))
+    recipe = recipe.with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size)
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
     critic_arch, backbone = recipe.critic_arch, recipe.backbone
@@ -207,26 +341,30 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
         raise MdhubError(f"recipe '{recipe.name}' trains no critic")
     actor_id = (f"{module_id}-actor" if module_id else default_id("joint-actor", algo, ds, seed))
     module_id = module_id or default_id("guidance", algo, ds, seed)
-    fresh = refuse_existing(store, [module_id] + ([actor_id] if backbone else []), overwrite) or fresh
     torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
     critic = build(critic_arch, "guidance", _arch_config(critic_arch, ds, recipe.critic_config, budget.hidden))
     model = None
     if backbone:
         model = build(backbone, "diffusion", _arch_config(backbone, ds, recipe.backbone_config, budget.hidden))
+    run_tag = f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}"
+    run_folder = _run_dir(module_id)
+    fresh, replace, done = plan_rerun(store, [module_id] + ([actor_id] if backbone else []), run_folder, recipe, ds,
+                                      seed, run_tag, overwrite, fresh, resume, report)
+    if done is not None:
+        return done
     eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and model is not None) else None
-    run_dir = _run_dir(module_id)
     result = run(recipe, ds, critic=critic, model=model, seed=seed, eval_fn=eval_fn, eval_every=budget.eval_every,
-                 run_dir=run_dir, checkpoint_every=budget.checkpoint_every, progress=progress,
-                 run_tag=f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}", fresh=fresh)
-    write_curve(run_dir, result, f"{module_id} ({recipe.name})")
+                 run_dir=run_folder, checkpoint_every=budget.checkpoint_every, progress=progress,
+                 run_tag=run_tag, fresh=fresh, log_every=budget.log_every)
+    write_curve(run_folder, result, f"{module_id} ({recipe.name})")
     stats = value_stats(critic, ds)
     g = store.save(critic, guidance_card(module_id, critic_arch, critic, ds, recipe, seed, result, stats),
-                   overwrite=overwrite)
+                   overwrite=overwrite or replace)
     out = [g]
     if backbone and model is not None:
         out.append(store.save(result.model, diffusion_card(actor_id, backbone, result.model, ds, recipe, seed,
                                                            result, g, "The actor of a joint DQL run."),
-                              overwrite=overwrite))
+                              overwrite=overwrite or replace))
     return out
 
 
@@ -235,8 +373,9 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
                     store: Store | None = None, budget: Budget | None = None, progress: bool = True,
                     backbone: str | None = None, eval_fn_factory: EvalFnFactory | None = None,
                     recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
-                    fresh: bool = False) -> list[StoredModule]:
+                    fresh: bool = False, resume: bool = False, report: Report | None = None) -> list[StoredModule]:
     """Train a diffusion policy: under a frozen guidance (guidance-first), jointly (`joint`, DQL), or BC-only.
+    Re-runs into a stored id are decided as for `train_guidance` (`plan_rerun`: already trained, `resume`, `fresh`).
 
     `backbone` swaps the architecture (e.g. an IDQL-recipe guidance driving a DQL backbone is the default pairing;
     a DQL q_loss on the LN-ResNet backbone is another). Returns the stored modules.
@@ -251,12 +390,12 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
             raise MdhubError("--joint trains its own critic: give either --guidance or --joint, not both")
         return train_guidance("dql", dataset, steps=steps, seed=seed, module_id=module_id, store=store, budget=budget,
                               progress=progress, eval_fn_factory=eval_fn_factory, recipe_overrides=recipe_overrides,
-                              overwrite=overwrite, fresh=fresh)
+                              overwrite=overwrite, fresh=fresh, resume=resume, report=report)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
-    recipe = get_recipe(DIFFUSION_ALGOS[algo]).with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size,
-                                                              backbone=backbone, **(recipe_overrides or {}))
+    recipe = apply_overrides(get_recipe(DIFFUSION_ALGOS[algo]), dict(recipe_overrides or {}))
+    recipe = recipe.with_overrides(steps=steps or budget.steps, batch_size=budget.batch_size, backbone=backbone)
     if ds.metadata.get("gym_id") is None:
         recipe = recipe.with_overrides(reward_transform="identity")
     train_mode = training_mode_for(recipe.diffusion_update)
@@ -278,9 +417,9 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
         # a mode that uses no guidance in training (BC) is paired with it at sampling: check that pairing
         phase: Phase
         mode, phase = (train_mode.name, "training") if train_mode.needs else (DEFAULT_PAIRING, "sampling")
-        report = check(g.card, backbone, mode, dataset_card=dataset_interface(ds), phase=phase)
-        report.raise_if_incompatible()
-        if phase == "training" and "fit-v" in report.adapters:
+        pairing = check(g.card, backbone, mode, dataset_card=dataset_interface(ds), phase=phase)
+        pairing.raise_if_incompatible()
+        if phase == "training" and "fit-v" in pairing.adapters:
             from hub.adapters import fit_v
 
             g = fit_v(g, store=store, dataset=ds, progress=progress)  # the card then names the fitted guidance
@@ -288,20 +427,23 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
         hint = " (or --joint)" if train_mode.name == "q_loss" else ""
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")
     module_id = module_id or default_id("diffusion", algo, ds, seed)
-    fresh = refuse_existing(store, [module_id], overwrite) or fresh
     extra = dict(recipe.backbone_config)
     if recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
         extra["weight_tau"] = (g.card.guidance.expectile if g is not None and g.card.guidance else None) or 0.7
     torch.manual_seed(seed)  # the initial weights follow the run's seed, whatever ran before in this process
     model = build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden))
+    run_tag = f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}"
+    run_folder = _run_dir(module_id)
+    fresh, replace, done = plan_rerun(store, [module_id], run_folder, recipe, ds, seed, run_tag, overwrite, fresh,
+                                      resume, report)
+    if done is not None:
+        return done
     loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=model, guidance=g, dataset=ds,
-                                                                store=store, progress=progress))
+                                                     store=store, progress=progress))
     eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
-    run_dir = _run_dir(module_id)
     result = run(recipe, ds, model=model, guidance=loop_guidance, seed=seed, eval_fn=eval_fn,
-                 eval_every=budget.eval_every, run_dir=run_dir, checkpoint_every=budget.checkpoint_every,
-                 progress=progress, targets=targets,
-                 run_tag=f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}", fresh=fresh)
-    write_curve(run_dir, result, f"{module_id} ({recipe.name})")
+                 eval_every=budget.eval_every, run_dir=run_folder, checkpoint_every=budget.checkpoint_every,
+                 progress=progress, targets=targets, run_tag=run_tag, fresh=fresh, log_every=budget.log_every)
+    write_curve(run_folder, result, f"{module_id} ({recipe.name})")
     card = diffusion_card(module_id, backbone, result.model, ds, recipe, seed, result, g)
-    return [store.save(result.model, card, overwrite=overwrite)]
+    return [store.save(result.model, card, overwrite=overwrite or replace)]

@@ -163,11 +163,28 @@ def test_a_checkpoint_of_another_run_is_a_mismatch(toy, tmp_path):
     train(toy, tmp_path)
     with pytest.raises(CheckpointMismatch, match=r"state\.json: written by a different run \(seed 3 there, 4 here\)"):
         train(toy, tmp_path, seed=4)
-    with pytest.raises(CheckpointMismatch, match=r"recipe steps 20 there, 21 here"):
-        train(toy, tmp_path, recipe=recipe(21))
+    with pytest.raises(CheckpointMismatch, match=r"recipe batch_size 16 there, 8 here"):
+        train(toy, tmp_path, recipe=recipe().with_overrides(batch_size=8))
+    with pytest.raises(CheckpointMismatch, match=r"at step 20, beyond the 19 steps asked"):
+        train(toy, tmp_path, recipe=recipe(19))  # the step count is not part of the run, but a run never goes back
     with pytest.raises(CheckpointMismatch, match=r"run tag differs"):
         train(toy, tmp_path, run_tag="other-guidance")
     assert issubclass(CheckpointMismatch, CheckpointError) and issubclass(CheckpointError, ValueError)
+
+
+def test_a_finished_run_continues_to_more_steps_like_a_longer_run(toy, tmp_path, whole):
+    longer = train(toy, None, recipe=recipe(STEPS + 10)).critic.state_dict()
+    first = train(toy, tmp_path)
+    assert first.metrics["steps_per_s"] > 0
+    again = train(toy, tmp_path)  # the same finished run: restored, nothing trained, the metrics kept
+    assert again.metrics["steps_per_s"] == first.metrics["steps_per_s"]
+    assert again.metrics["final_q_loss"] == first.metrics["final_q_loss"] if "final_q_loss" in first.metrics else True
+    for k, v in again.critic.state_dict().items():
+        assert torch.equal(v, whole[k]), k
+    continued = train(toy, tmp_path, recipe=recipe(STEPS + 10))
+    assert continued.steps == STEPS + 10
+    for k, v in continued.critic.state_dict().items():
+        assert torch.equal(v, longer[k]), k
 
 
 def test_wrong_shapes_are_caught_before_loading(toy, tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import data, demo, share, store, train
+from hub.cli import data, demo, plot, share, store, train
 
 
 def _version(value: bool) -> None:
@@ -49,8 +49,8 @@ def _root(
 
 
 # the order of `mdhub --help`: list, show, registry, reindex, rm, schema, demo, data, train, eval, check, combine,
-# push, pull
-for _module in (store, demo, data, train, share):
+# plot, push, pull (then search)
+for _module in (store, demo, data, train, plot, share):
     _module.register(app)
 
 

@@ -4,15 +4,18 @@ Those (and torch) are imported inside the commands only.
 """
 from __future__ import annotations
 
+import shlex
 from enum import Enum
-from typing import TYPE_CHECKING, Any, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, get_args
 
 import typer
 from rich.markup import escape
 
 from hub.algos import DIFFUSION_ALGOS, GUIDANCE_ALGOS
-from hub.cli.console import emit_json, out
+from hub.cli.console import emit_json, err, out
 from hub.cli.errors import EXIT_INCOMPATIBLE, handles_errors
+from hub.errors import MdhubError
 from hub.modes import mode_names
 from hub.modes.base import Rule
 
@@ -41,20 +44,104 @@ def stored_json(m: StoredModule) -> dict[str, Any]:
             "metrics": dict(m.card.metrics)}
 
 
-def _print_stored(modules: Iterable[StoredModule], as_json: bool = False) -> None:
+def _run_files(module_id: str) -> tuple[Path, list[str]]:
+    """The run folder of `module_id` and the names of the logs and plots in it."""
+    from hub.paths import run_dir
+
+    folder = run_dir(module_id)
+    names = ["scalars.csv", "scalars.jsonl", "tb", "curve.png", "curve.json"]
+    return folder, [n for n in names if (folder / n).exists()]
+
+
+def _print_stored(modules: Iterable[StoredModule], as_json: bool = False, run_id: str | None = None) -> None:
     modules = list(modules)
+    folder, files = _run_files(run_id) if run_id else (None, [])
     if as_json:
-        emit_json({"modules": [stored_json(m) for m in modules]})
+        emit_json({"modules": [stored_json(m) for m in modules], "run": str(folder) if folder and files else None})
         return
     for m in modules:
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.card.metrics.items() if isinstance(v, float))
         out.print(f"stored [bold]{escape(m.id)}[/] ({m.card.kind}, {m.card.architecture}) at {escape(str(m.path))}\n"
                   f"  {escape(metrics)}")
+    if folder is not None and files:
+        out.print(f"run logs: {folder} ({', '.join(files)}); draw them: mdhub plot {run_id}"
+                  + ("; tensorboard --logdir " + str(folder / "tb") if "tb" in files else ""),
+                  markup=False, highlight=False, soft_wrap=True)
+        if "curve.png" in files:
+            out.print(f"learning curve: {folder / 'curve.png'}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _note(line: str) -> None:
+    """A one-line notice (already trained, resuming) on stderr, so that --json's stdout stays one document."""
+    err.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _rerun_command(ctx: typer.Context) -> str:
+    """The command line that continues this run: the command's own options as given, without --fresh/--force."""
+    words = (ctx.command_path or "mdhub train").split()
+    words[0] = "mdhub"
+    for param in ctx.command.params:
+        if param.param_type_name != "option" or param.name in ("fresh", "force", "as_json", "resume"):
+            continue
+        value = ctx.params.get(param.name or "")
+        if value is None or value == param.default or value is False:
+            continue
+        flag = max(param.opts, key=len)
+        if value is True:
+            words.append(flag)
+        else:
+            words += [flag, shlex.quote(str(getattr(value, "value", value)))]
+    return " ".join(words)
+
+
+def _interrupted(ctx: typer.Context, e: BaseException) -> NoReturn:
+    """Ctrl-C: one line naming the last checkpoint and the command that resumes; exit code 130."""
+    from modules.train.loop import TrainingInterrupted
+
+    if isinstance(e, TrainingInterrupted) and e.checkpoint_step is not None:
+        how = f"resume with: {_rerun_command(ctx)}"
+    elif isinstance(e, TrainingInterrupted):
+        how = f"rerun: {_rerun_command(ctx)}"
+    else:
+        how = "nothing was trained or stored"
+    _note(f"{str(e) if isinstance(e, TrainingInterrupted) else 'interrupted'}; {how}")
+    raise typer.Exit(130)
+
+
+def _overrides(recipe_name: str, config: Path | None, **flags: Any) -> dict[str, Any]:
+    """Recipe overrides: the --config file's (checked against recipe `recipe_name`'s settings, errors naming the
+    file and the key), then the flags given (a flag wins over the file)."""
+    from hub.training import apply_overrides, load_recipe_config
+    from modules.train.recipes import get_recipe
+
+    data = load_recipe_config(config) if config is not None else {}
+    if data:
+        apply_overrides(get_recipe(recipe_name), data, source=str(config))
+    return {**data, **{k: v for k, v in flags.items() if v is not None}}
+
+
+def _check_eta(algo: str, joint: bool, eta: float | None) -> None:
+    from hub.algos import DIFFUSION_ALGOS
+    from modules.train.recipes import get_recipe
+
+    recipe = get_recipe("dql-joint" if joint else DIFFUSION_ALGOS.get(algo, algo))
+    if eta is not None and recipe.diffusion_update != "q_loss":
+        raise MdhubError(f"--eta weighs the Q-loss term of q_loss training (--algo dql); recipe '{recipe.name}' "
+                         f"trains by {recipe.diffusion_update}")
+
+
+CONFIG_HELP = ("YAML or JSON file of recipe settings (e.g. 'eta: 0.1', 'lr: 1e-4', 'ema_decay: 0.999'); flags given "
+               "on the command line win. Keys are checked against the recipe's settings.")
+RESUME_HELP = ("Continue the stored run's checkpoint, e.g. to more --steps (the same settings otherwise); replaces "
+               "the stored module.")
+FRESH_HELP = ("Start over: move the run's checkpoint aside (default: resume an interrupted run); replacing a stored "
+              "module also needs --force.")
 
 
 @train_app.command("guidance")
 @handles_errors
 def train_guidance_cmd(
+    ctx: typer.Context,
     algo: GuidanceAlgo = typer.Option(..., "--algo", help="iql, idql (policy-free TD) or dql (joint: stores critic "
                                       "AND actor)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. "
@@ -65,24 +152,44 @@ def train_guidance_cmd(
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
                                          "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
     hidden: int | None = typer.Option(None, "--hidden", help="Hidden width (default: the architecture's, 256)."),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    lr: float | None = typer.Option(None, "--lr", min=0.0, help="The critic's learning rate (critic_lr; a joint "
+                                    "run's actor too; default 3e-4)."),
+    eta: float | None = typer.Option(None, "--eta", min=0.0, help="Joint DQL (--algo dql): weight of the actor's "
+                                     "Q-loss term (default 1)."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=0, help="Checkpoint every N steps (0: at "
+                                         "the end only)."),
+    log_every: int = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
+                                  "steps (runs/ID/scalars.csv, .jsonl)."),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
                                "stored policies reference)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
-                               "(default: resume it)."),
+    fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a guidance module (Q, V) by TD learning on an offline dataset."""
     from hub.training import Budget, train_guidance
 
-    _print_stored(train_guidance(algo.value, dataset, steps=steps, seed=seed, module_id=module_id,
-                                 budget=Budget(hidden=hidden, batch_size=batch_size), overwrite=force, fresh=fresh),
-                  as_json)
+    if eta is not None and algo.value != "dql":
+        raise MdhubError(f"--eta weighs a joint DQL actor's Q-loss term; --algo {algo.value} trains no actor")
+    overrides = _overrides(GUIDANCE_ALGOS[algo.value], config, critic_lr=lr, eta=eta,
+                           **({"lr": lr} if algo.value == "dql" else {}))
+    try:
+        stored = train_guidance(algo.value, dataset, steps=steps, seed=seed, module_id=module_id,
+                                budget=Budget(hidden=hidden, batch_size=batch_size, checkpoint_every=checkpoint_every,
+                                              log_every=log_every),
+                                recipe_overrides=overrides, overwrite=force, fresh=fresh, resume=resume,
+                                report=_note)
+    except KeyboardInterrupt as e:
+        _interrupted(ctx, e)
+    _print_stored(stored, as_json, run_id=stored[0].id)
 
 
 @train_app.command("diffusion")
 @handles_errors
 def train_diffusion_cmd(
+    ctx: typer.Context,
     algo: DiffusionAlgo = typer.Option(..., "--algo", help="dql (BC + eta * Q-loss under the guidance) | idql (BC; the "
                              "guidance picks among candidates at sampling) | swg (the guidance's weights label the "
                              "data; one model over (action, weight), self-guided) | cfg (advantage-sign labels; "
@@ -95,11 +202,20 @@ def train_diffusion_cmd(
     seed: int = typer.Option(0, "--seed"),
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
     hidden: int | None = typer.Option(None, "--hidden"),
-    batch_size: int | None = typer.Option(None, "--batch-size"),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1),
+    lr: float | None = typer.Option(None, "--lr", min=0.0, help="The diffusion model's learning rate (default "
+                                    "3e-4)."),
+    eta: float | None = typer.Option(None, "--eta", min=0.0, help="dql: weight of the Q-loss term against "
+                                     "behaviour cloning (default 1; the README's results use 0.1)."),
+    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=0, help="Checkpoint every N steps (0: at "
+                                         "the end only)."),
+    log_every: int = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
+                                  "steps (runs/ID/scalars.csv, .jsonl)."),
+    config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
     force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
                                "stored policies reference)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Start over: move an interrupted run's checkpoint aside "
-                               "(default: resume it)."),
+    fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate in the env every N steps (learning "
                                    "curve; 0: never)."),
     eval_episodes: int = typer.Option(3, "--eval-episodes", min=1, help="Episodes per curve point."),
@@ -111,11 +227,20 @@ def train_diffusion_cmd(
     from hub.evaluation import curve_evaluator
     from hub.training import Budget, train_diffusion
 
+    _check_eta(algo.value, joint, eta)
+    overrides = _overrides("dql-joint" if joint else DIFFUSION_ALGOS[algo.value], config, lr=lr, eta=eta,
+                           **({"critic_lr": lr} if joint else {}))
     factory = curve_evaluator(eval_episodes) if eval_every else None
-    _print_stored(train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
-                                  module_id=module_id, budget=Budget(hidden=hidden, batch_size=batch_size,
-                                                                     eval_every=eval_every),
-                                  eval_fn_factory=factory, overwrite=force, fresh=fresh), as_json)
+    try:
+        stored = train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
+                                 module_id=module_id,
+                                 budget=Budget(hidden=hidden, batch_size=batch_size, eval_every=eval_every,
+                                               checkpoint_every=checkpoint_every, log_every=log_every),
+                                 eval_fn_factory=factory, recipe_overrides=overrides, overwrite=force, fresh=fresh,
+                                 resume=resume, report=_note)
+    except KeyboardInterrupt as e:
+        _interrupted(ctx, e)
+    _print_stored(stored, as_json, run_id=stored[0].id)
 
 
 @handles_errors

@@ -66,7 +66,7 @@ def _run_difference(saved: Any, now: dict[str, Any]) -> str:
             out.append(f"{what} {a} there, {b} here")
     old_r, new_r = saved.get("recipe") or {}, now.get("recipe") or {}
     for k in sorted(set(old_r) | set(new_r)):
-        if old_r.get(k) != new_r.get(k):
+        if k != "steps" and old_r.get(k) != new_r.get(k):  # the step count is not part of a run (it continues)
             out.append(f"recipe {k} {old_r.get(k)!r} there, {new_r.get(k)!r} here")
     if saved.get("tag") != now.get("tag"):
         out.append("run tag differs (network configs or frozen guidance)")
@@ -142,20 +142,79 @@ def _state_problem(saved: Any, parts: dict[str, Any], order: list[str]) -> str |
     return None
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: where it stopped and the last checkpoint a rerun resumes from (one line as str)."""
+
+    def __init__(self, step: int, checkpoint_step: int | None, checkpoint_dir: Path | None):
+        self.step, self.checkpoint_step, self.checkpoint_dir = step, checkpoint_step, checkpoint_dir
+        if checkpoint_dir is None:
+            where = "no checkpoint is kept for this run (no run folder)"
+        elif checkpoint_step is None:
+            where = "no checkpoint written yet: a rerun starts from step 0"
+        else:
+            where = f"last checkpoint: step {checkpoint_step} in {checkpoint_dir}"
+        super().__init__(f"interrupted at step {step}; {where}")
+
+
+def run_identity(recipe: Recipe, data_sha256: str, seed: int, run_tag: str) -> tuple[dict[str, Any], str, str]:
+    """What defines a run, as recorded in its checkpoints: (record, key, legacy key). The step count is not part of
+    it, so a finished run can be continued to more steps; the legacy key (steps included) is how checkpoints written
+    before that were keyed, and still resumes them."""
+    full = json.loads(json.dumps({"recipe": recipe.model_dump(), "seed": seed, "data": data_sha256, "tag": run_tag},
+                                 sort_keys=True, default=str))
+    legacy = hashlib.sha256(json.dumps(full, sort_keys=True).encode()).hexdigest()
+    ident = json.loads(json.dumps(full))
+    ident["recipe"].pop("steps", None)
+    key = hashlib.sha256(json.dumps({"v": 2, **ident}, sort_keys=True).encode()).hexdigest()
+    return ident, key, legacy
+
+
+@dataclass
+class RunStatus:
+    """What a run folder's checkpoint says about a run (read without loading tensors; see `run_status`)."""
+
+    checkpoint_step: int | None  # None: no checkpoint
+    difference: str | None = None  # None: written by this run (steps aside); else what differs, briefly
+
+
+def run_status(run_dir: Path | None, recipe: Recipe, data_sha256: str, seed: int, run_tag: str = "") -> RunStatus:
+    """Compare the checkpoint in `run_dir` (if any) with the run these arguments define. Raises CheckpointError for
+    a checkpoint that cannot be read (corrupt, foreign)."""
+    from modules.train.checkpoint import read_checkpoint_info
+
+    if run_dir is None:
+        return RunStatus(None)
+    info = read_checkpoint_info(Path(run_dir) / CHECKPOINT_DIR)
+    if info is None:
+        return RunStatus(None)
+    ident, key, legacy = run_identity(recipe, data_sha256, seed, run_tag)
+    step = info.get("step")
+    step = int(step) if isinstance(step, int) else None
+    if info.get("run_key") in (key, legacy):
+        return RunStatus(step)
+    return RunStatus(step, _run_difference(info.get("run"), ident))
+
+
 def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: DiffusionModel | None = None,
         guidance: IQLCritic | None = None, seed: int = 0, eval_fn: EvalFn | None = None, eval_every: int = 0,
         run_dir: Path | None = None, checkpoint_every: int = 0, progress: bool = True,
-        targets: TargetFn = default_targets, device: str = "cpu", run_tag: str = "", fresh: bool = False
-        ) -> TrainResult:
+        targets: TargetFn = default_targets, device: str = "cpu", run_tag: str = "", fresh: bool = False,
+        log_every: int = 100) -> TrainResult:
     """Train the parts `recipe` names. critic/model: freshly built networks to train; guidance: a frozen critic.
 
     Resumes from `run_dir/checkpoint` when it holds a checkpoint of the same run (same recipe, seed, data and
-    `run_tag`, which callers set to what else defines the run, e.g. the frozen guidance's sha256). The checkpoint is
-    verified (checksums, run identity, tensor shapes against the networks and optimizers) before anything is loaded;
-    a corrupted or mismatched one raises `CheckpointError` (one line naming the file). `fresh`: move an existing
-    checkpoint aside to `run_dir/checkpoint.old-<time>` (never deleted; see `TrainResult.checkpoint_moved_to`) and
-    start from step 0.
+    `run_tag`, which callers set to what else defines the run, e.g. the frozen guidance's sha256). The step count is
+    not part of the run: a finished run's checkpoint continues to more steps. The checkpoint is verified (checksums,
+    run identity, tensor shapes against the networks and optimizers) before anything is loaded; a corrupted or
+    mismatched one raises `CheckpointError` (one line naming the file). `fresh`: move an existing checkpoint aside to
+    `run_dir/checkpoint.old-<time>` (never deleted; see `TrainResult.checkpoint_moved_to`) and start from step 0.
+
+    With a `run_dir`, per-step scalars go to `run_dir/scalars.csv`, `scalars.jsonl` (and TensorBoard events in
+    `run_dir/tb` when tensorboard is installed; modules/train/logs.py) every `log_every` steps: losses, learning
+    rates, steps/s, and the learning-curve points. Ctrl-C raises `TrainingInterrupted` (naming the last checkpoint).
     """
+    if log_every < 1:
+        raise ValueError(f"log_every must be at least 1 (got {log_every})")
     torch.manual_seed(seed)
     np.random.seed(seed)
     reward = reward_scale_for(recipe.reward_transform, np.asarray(dataset.episode_returns()))
@@ -192,14 +251,15 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
         parts["critic"] = DQLCriticUpdate(critic, actor, lr=recipe.critic_lr, discount=recipe.discount,
                                           tau=recipe.tau, grad_clip=recipe.grad_clip)
     order: list[str] = [p for p in ("critic", "diffusion") if p in parts]
+    for name in order:
+        parts[name].log_every = log_every
     for net in (critic, model):
         if net is not None:
             net.to(device).train()
 
-    run_id = json.loads(json.dumps({"recipe": recipe.model_dump(), "seed": seed, "data": dataset.sha256,
-                                     "tag": run_tag}, sort_keys=True, default=str))
-    run_key = hashlib.sha256(json.dumps(run_id, sort_keys=True).encode()).hexdigest()
-    start, curve, wall_before = 0, [], 0.0
+    run_id, run_key, legacy_key = run_identity(recipe, dataset.sha256, seed, run_tag)
+    start, curve, wall_before, train_before = 0, [], 0.0, 0.0
+    logs: dict[str, float] = {}
     moved_to: Path | None = None
     run_dir = Path(run_dir) if run_dir is not None else None
     ckpt_dir = run_dir / CHECKPOINT_DIR if run_dir is not None else None
@@ -209,29 +269,53 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
     if run_dir is not None and ckpt_dir is not None and not ckpt_dir.exists() and legacy_entries(run_dir):
         raise impossible(ckpt_dir, f"{Path(run_dir) / 'LATEST'}: a checkpoint written before checkpoints had "
                                    "checksums (cannot be verified)", aside=aside_path(ckpt_dir, entries_in=run_dir))
+
+    def check_info(info: dict[str, Any]) -> str | None:
+        if info.get("run_key") not in (run_key, legacy_key):
+            return _run_difference(info.get("run"), run_id)
+        step = info.get("step")
+        if isinstance(step, int) and step > recipe.steps:
+            return f"it is at step {step}, beyond the {recipe.steps} steps asked (a run continues, never goes back)"
+        return None
+
+    last_ckpt: int | None = None
     if ckpt_dir is not None:
-        saved = load_checkpoint(
-            ckpt_dir,
-            check_info=lambda info: (None if info.get("run_key") == run_key
-                                     else _run_difference(info.get("run"), run_id)),
-            check_state=lambda state: _state_problem(state, parts, order))
+        saved = load_checkpoint(ckpt_dir, check_info=check_info,
+                                check_state=lambda state: _state_problem(state, parts, order))
         if saved is not None:
             try:
                 for name in order:
                     parts[name].load(saved["parts"][name])
                 start, curve, wall_before = int(saved["step"]), list(saved["curve"]), float(saved["wall_time_s"])
+                train_before = float(saved.get("train_time_s", 0.0))
+                logs = {str(k): float(v) for k, v in dict(saved.get("logs") or {}).items()}
                 torch.set_rng_state(saved["torch_rng"])
                 batches.gen.set_state(saved["batch_rng"])
             except (RuntimeError, KeyError, ValueError, TypeError) as e:
                 raise impossible(ckpt_dir, f"{ckpt_dir}: the checkpoint does not load into this run "
                                            f"({type(e).__name__}: {e})") from None
+            last_ckpt = start
+            sched = getattr(parts.get("diffusion"), "sched", None)
+            if sched is not None and start < recipe.steps:
+                sched.T_max = recipe.steps  # continued to more steps: the cosine schedule now ends at the new total
+
+    scalar_log = None
+    if run_dir is not None:
+        from modules.train.logs import ScalarLog
+
+        scalar_log = ScalarLog(run_dir, start_step=start, moved_to=moved_to)
+
+    train_time = 0.0
 
     def checkpoint(step: int, wall: float) -> None:
+        nonlocal last_ckpt
         assert ckpt_dir is not None  # called only with a run_dir
         save_checkpoint(ckpt_dir, {"step": step, "curve": curve, "wall_time_s": wall,
+                                   "train_time_s": train_before + train_time, "logs": dict(logs),
                                    "parts": {n: parts[n].state() for n in order},
                                    "torch_rng": torch.get_rng_state(), "batch_rng": batches.gen.get_state()},
-                        info={"run_key": run_key, "run": run_id, "step": step})
+                        info={"run_key": run_key, "run": run_id, "step": step, "steps": recipe.steps})
+        last_ckpt = step
 
     def evaluate(step: int, wall: float) -> None:
         assert eval_fn is not None  # called only with an eval_fn
@@ -243,36 +327,60 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
         if critic is not None:
             critic.train()
         curve.append({"step": step, "wall_time_s": round(wall, 3), **result})
+        if scalar_log is not None:
+            scalar_log.write(step, wall, {f"eval/{k}": v for k, v in result.items()})
+        if progress:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, int | float))
+            tqdm.write(f"{recipe.name} step {step}: curve point {len(curve)}: {shown}")
 
     t0 = time.perf_counter() - wall_before
-    train_time = 0.0
-    logs: dict[str, float] = {}
+    last_log_step, last_log_time = start, 0.0
     bar = tqdm(total=recipe.steps, initial=start, desc=recipe.name, disable=not progress, dynamic_ncols=True)
-    for step in range(start + 1, recipe.steps + 1):
-        ts = time.perf_counter()
-        b = batches.sample(recipe.batch_size)
-        for name in order:
-            logs.update(parts[name].step(b, step))
-        train_time += time.perf_counter() - ts
-        if step % 100 == 0:
-            bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
-        bar.update(1)
-        if eval_fn is not None and eval_every and (step % eval_every == 0 or step == recipe.steps):
-            evaluate(step, time.perf_counter() - t0)
-        if run_dir is not None and checkpoint_every and step % checkpoint_every == 0:
-            checkpoint(step, time.perf_counter() - t0)
-    bar.close()
-    wall = time.perf_counter() - t0
-    if eval_fn is not None and not eval_every:
-        evaluate(recipe.steps, wall)
-    if run_dir is not None:
-        checkpoint(recipe.steps, wall)
+    step = start
+    try:
+        for step in range(start + 1, recipe.steps + 1):
+            ts = time.perf_counter()
+            b = batches.sample(recipe.batch_size)
+            new: dict[str, float] = {}
+            for name in order:
+                new.update(parts[name].step(b, step))
+            train_time += time.perf_counter() - ts
+            if new:  # a logged step (every log_every): the losses were read from the device once
+                logs.update(new)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in logs.items()}, refresh=False)
+                if scalar_log is not None:
+                    rate = (step - last_log_step) / max(train_time - last_log_time, 1e-9)
+                    scalars: dict[str, float] = {f"loss/{k}": v for k, v in new.items()}
+                    scalars.update({f"lr/{n}": float(parts[n].opt.param_groups[0]["lr"]) for n in order})
+                    scalars["speed/steps_per_s"] = rate
+                    scalar_log.write(step, time.perf_counter() - t0, scalars)
+                last_log_step, last_log_time = step, train_time
+            bar.update(1)
+            if eval_fn is not None and eval_every and (step % eval_every == 0 or step == recipe.steps):
+                bar.set_description_str(f"{recipe.name} (evaluating)", refresh=progress)
+                evaluate(step, time.perf_counter() - t0)
+                bar.set_description_str(recipe.name, refresh=False)
+            if run_dir is not None and checkpoint_every and step % checkpoint_every == 0:
+                checkpoint(step, time.perf_counter() - t0)
+        bar.close()
+        wall = time.perf_counter() - t0
+        finished_before = start == recipe.steps  # a finished run's checkpoint, restored: nothing to add
+        if eval_fn is not None and not eval_every and not finished_before:
+            evaluate(recipe.steps, wall)
+        if run_dir is not None and not finished_before:
+            checkpoint(recipe.steps, wall)
+    except KeyboardInterrupt:
+        bar.close()
+        raise TrainingInterrupted(step, last_ckpt, ckpt_dir) from None
+    finally:
+        if scalar_log is not None:
+            scalar_log.close()
     for net in (critic, model):
         if net is not None:
             net.eval()
-    done = recipe.steps - start
+    total_train = train_before + train_time
     metrics = {"wall_time_s": round(wall, 2), "peak_memory_mb": round(peak_memory_mb(), 1),
-               "steps_per_s": round(done / train_time, 2) if train_time > 0 else 0.0}
+               "steps_per_s": round(recipe.steps / total_train, 2) if total_train > 0 else 0.0}
     metrics.update({f"final_{k}": float(v) for k, v in logs.items()})
     if curve:
         # the last learning-curve point, named apart from a real evaluation's results (the card's `evaluations`)

@@ -43,6 +43,8 @@ def frozen_copy(module: M) -> M:
 class IQLUpdate:
     """Policy-free TD: L_V = expectile(Q_target_hat - V), L_Q = sum_i (r + gamma (1 - d) V(s') - Q_i)^2."""
 
+    log_every = 100  # losses are read (one host sync) on these steps only; the loop sets it
+
     def __init__(self, critic: IQLCritic, lr: float = 3e-4, discount: float = 0.99, expectile: float = 0.7,
                  tau: float = 0.005):
         self.critic, self.discount, self.expectile, self.tau = critic, discount, expectile, tau
@@ -62,7 +64,7 @@ class IQLUpdate:
         (v_loss + q_loss).backward()
         self.opt.step()
         polyak(self.target, c, self.tau)
-        return {"v_loss": v_loss.item(), "q_loss": q_loss.item()} if step % 100 == 0 else {}
+        return {"v_loss": v_loss.item(), "q_loss": q_loss.item()} if step % self.log_every == 0 else {}
 
     def state(self) -> dict:
         return {"critic": self.critic.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict()}
@@ -75,6 +77,8 @@ class IQLUpdate:
 
 class DQLCriticUpdate:
     """Joint TD (DQL): sum_i MSE(Q_i(s,a), r + gamma (1 - d) min_i Q'_i(s', a')), a' ~ the EMA actor at s'."""
+
+    log_every = 100
 
     def __init__(self, critic: IQLCritic, actor: Callable[[torch.Tensor], torch.Tensor], lr: float = 3e-4,
                  discount: float = 0.99, tau: float = 0.005, grad_clip: float | None = None):
@@ -94,7 +98,7 @@ class DQLCriticUpdate:
             nn.utils.clip_grad_norm_(self.critic.parameters(), self.grad_clip)
         self.opt.step()
         polyak(self.target, self.critic, self.tau)
-        return {"critic_loss": loss.item()} if step % 100 == 0 else {}
+        return {"critic_loss": loss.item()} if step % self.log_every == 0 else {}
 
     def state(self) -> dict:
         return {"critic": self.critic.state_dict(), "target": self.target.state_dict(), "opt": self.opt.state_dict()}
@@ -114,6 +118,8 @@ class DiffusionUpdate:
     reverse chain with gradients; (i, j) a random order of two heads. The guidance may be frozen (guidance-first) or
     the live critic of a joint run; `guidance_start` > 0 trains BC-only until that step, then switches guidance on.
     An EMA copy of the model is kept and is what gets stored and sampled."""
+
+    log_every = 100
 
     def __init__(self, model: DiffusionModel, lr: float = 3e-4, guidance: IQLCritic | None = None, eta: float = 0.0,
                  grad_clip: float | None = None, ema_decay: float = 0.995, ema_every: int = 5, ema_start: int = 1000,
@@ -160,7 +166,7 @@ class DiffusionUpdate:
                 self.ema.load_state_dict(self.model.state_dict())
         elif step % self.ema_every == 0:
             polyak(self.ema, self.model, 1.0 - self.ema_decay)
-        if step % 100 != 0:
+        if step % self.log_every != 0:
             return {}
         logs = {"bc_loss": bc.item()}
         if ql is not None:
