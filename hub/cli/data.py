@@ -13,7 +13,8 @@ from hub.cli.errors import handles_errors
 
 data_app = typer.Typer(
     help="Offline datasets made locally from pybullet (no downloads): ids '<env>-bullet-<quality>' with env in "
-    "hopper, halfcheetah, walker2d, ant and quality in random, medium, mixed, expert, medium-expert, tiny; "
+    "hopper, halfcheetah, walker2d, ant and quality in random, medium, medium-replay, expert, medium-expert (medium "
+    "and expert sampled from the policy), medium-det, expert-det, medium-expert-det (deterministic), mixed, tiny; "
     "and 2D toys 'toy-8gaussians', 'toy-spiral'. Stored as .npz under $MDHUB_HOME/datasets.",
     no_args_is_help=True,
     add_completion=False,
@@ -54,8 +55,9 @@ def make_cmd(
     dataset_id: str = typer.Argument(..., metavar="ID", help="Dataset id, e.g. hopper-bullet-medium, "
                                      "halfcheetah-bullet-expert, hopper-bullet-tiny, toy-8gaussians."),
     transitions: int | None = typer.Option(None, "--transitions", "-n", min=1, help="Number of transitions "
-                                           "(default 100000; tiny 2000; toys 10000; mixed: the whole SAC replay "
-                                           "buffer). medium-expert has this many of each part. The reference "
+                                           "(default 100000; tiny 2000; toys 10000; medium-replay and mixed: the "
+                                           "SAC replay buffer up to the medium point). medium-expert has this "
+                                           "many of each part. The reference "
                                            "datasets used 1000000."),
     seed: int = typer.Option(0, "--seed", "-s", help="Seed of env resets and policy noise: same seed, same data "
                              "(same sha256)."),
@@ -107,10 +109,13 @@ def list_cmd(
 
         def why(env: str, quality: str) -> str:
             reasons = []
-            if quality in ("medium", "mixed", "medium-expert"):
+            base = quality.removesuffix("-det")
+            if base in ("medium", "mixed", "medium-expert"):
                 reasons.append("a trained SAC policy (see modules/data/policies)")
-            if quality in ("expert", "medium-expert") and env not in EXPERT_ENVS:
-                reasons.append("an expert policy (pybullet's does not transfer)")
+            if base == "medium-replay":
+                reasons.append("the replay buffer of a SAC run (see modules/data/policies)")
+            if base in ("expert", "medium-expert") and env not in EXPERT_ENVS:
+                reasons.append("an expert policy (pybullet's does not transfer; or a shipped SAC expert)")
             return "needs " + " and ".join(reasons)
 
         rows = [(f"{e}-bullet-{q}", ok, "can be made" if ok else why(e, q))

@@ -9,6 +9,8 @@ Every policy maps ``obs: (B, obs_dim) float32`` to ``actions: (B, act_dim) float
 * `SACPolicy`: a SAC actor saved as safetensors by `modules.data.sac.save_actor`, run deterministically
   (``tanh(mean)``) or stochastically, without torch.
 * `RandomPolicy`: uniform actions in [-1, 1].
+* `GaussianNoisePolicy`: a deterministic policy (a pybullet expert) sampled: ``clip(mu(s) + std * eps, -1, 1)``,
+  ``eps ~ N(0, I)``; how ``expert`` data are collected from pybullet's experts (`EXPERT_NOISE_STD`).
 """
 from __future__ import annotations
 
@@ -29,11 +31,14 @@ __all__ = [
     "MLPPolicy",
     "SACPolicy",
     "RandomPolicy",
+    "GaussianNoisePolicy",
+    "EXPERT_NOISE_STD",
     "expert_file",
     "parse_expert_weights",
     "load_expert",
     "policies_dir",
     "shipped_sac_path",
+    "shipped_sac_expert_path",
 ]
 
 EXPERT_FILES: dict[str, str] = {
@@ -102,6 +107,44 @@ class RandomPolicy:
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         return self.rng.uniform(-1.0, 1.0, size=(len(obs), self.act_dim)).astype(np.float32)
+
+
+EXPERT_NOISE_STD = 0.1
+"""Std of the Gaussian noise added to pybullet's deterministic experts when ``expert`` data are *sampled* (then
+clipped to [-1, 1]). Their actions are mostly saturated at +-1, so 0.1 perturbs without knocking them over: on
+hopper the sampled expert keeps most of its forward travel (docs/data.md has the measurements)."""
+
+
+@dataclass
+class GaussianNoisePolicy:
+    """A deterministic policy sampled with Gaussian action noise: ``clip(base(obs) + std * eps, -1, 1)``.
+
+    ``__call__(obs: (B, obs_dim)) -> (B, act_dim) float32``; ``eps ~ N(0, I)`` from its own seeded generator.
+    """
+
+    base: MLPPolicy
+    std: float = EXPERT_NOISE_STD
+    seed: int = 0
+    rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+    @property
+    def act_dim(self) -> int:
+        return self.base.act_dim
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}+N(0,{self.std:g}^2)"
+
+    def reseed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        mu = self.base(obs)
+        noisy = mu + self.std * self.rng.standard_normal(mu.shape).astype(np.float32)
+        return np.clip(noisy, -1.0, 1.0).astype(np.float32, copy=False)
 
 
 # ---------------------------------------------------------------------------------------------- pybullet experts
@@ -187,6 +230,12 @@ def policies_dir() -> Path:
 def shipped_sac_path(env: str | EnvSpec) -> Path:
     """``modules/data/policies/<env>_sac_medium.safetensors`` (may not exist for every task)."""
     return policies_dir() / f"{env_spec(env).name}_sac_medium.safetensors"
+
+
+def shipped_sac_expert_path(env: str | EnvSpec) -> Path:
+    """``modules/data/policies/<env>_sac_expert.safetensors``: a SAC actor that, where shipped, replaces pybullet's
+    expert as the ``expert`` policy (walker2d has no pybullet expert; halfcheetah's flips). May not exist."""
+    return policies_dir() / f"{env_spec(env).name}_sac_expert.safetensors"
 
 
 _SAC_KEYS = ("trunk.0.weight", "trunk.0.bias", "trunk.2.weight", "trunk.2.bias", "head.weight", "head.bias")

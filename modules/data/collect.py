@@ -30,20 +30,33 @@ MIN_PARALLEL = 10_000  # from this size on, at least two shards (so two workers 
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """How to build a behaviour policy in any process: ``kind`` in {'expert', 'sac', 'random'}."""
+    """How to build a behaviour policy in any process: ``kind`` in {'expert', 'sac', 'random'}.
+
+    ``deterministic=False`` samples: a SAC actor from its tanh-Gaussian, a pybullet expert with Gaussian noise of
+    std ``noise_std`` (clipped to [-1, 1]; `behaviour.EXPERT_NOISE_STD` when None).
+    """
 
     kind: str
     env: str
     path: str | None = None
     deterministic: bool = True
+    noise_std: float | None = None
+
+    @property
+    def expert_noise_std(self) -> float:
+        from .behaviour import EXPERT_NOISE_STD
+
+        return EXPERT_NOISE_STD if self.noise_std is None else float(self.noise_std)
 
     def build(self, seed: int):
         """The policy: a callable ``obs: (B, obs_dim) -> actions: (B, act_dim)``."""
-        from .behaviour import RandomPolicy, SACPolicy, load_expert
+        from .behaviour import GaussianNoisePolicy, RandomPolicy, SACPolicy, load_expert
 
         spec = env_spec(self.env)
         if self.kind == "expert":
-            return load_expert(spec)
+            if self.deterministic:
+                return load_expert(spec)
+            return GaussianNoisePolicy(load_expert(spec), std=self.expert_noise_std, seed=seed)
         if self.kind == "random":
             return RandomPolicy(spec.act_dim, seed=seed)
         if self.kind == "sac":
@@ -56,7 +69,9 @@ class PolicySpec:
             mode = "deterministic" if self.deterministic else "stochastic"
             return f"sac({Path(self.path or '').name}, {mode})"
         if self.kind == "expert":
-            return "pybullet-expert-mlp(enjoy_TF_*_2017may)"
+            if self.deterministic:
+                return "pybullet-expert-mlp(enjoy_TF_*_2017may)"
+            return f"pybullet-expert-mlp(enjoy_TF_*_2017may, stochastic: +N(0, {self.expert_noise_std:g}^2), clipped)"
         return "uniform-random"
 
 

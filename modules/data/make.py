@@ -5,16 +5,24 @@ Ids:
 * ``<env>-bullet-<quality>`` with env in hopper, halfcheetah, walker2d, ant and quality in
 
   - ``random``: uniform random actions;
-  - ``medium``: the shipped SAC actor (``modules/data/policies/<env>_sac_medium.safetensors``, trained with the
-    reference protocol until its evaluation reached the task's target return) acting deterministically;
-  - ``mixed``: the replay buffer of that SAC run (``<env>_sac_replay.npz``) when shipped; see `make_mixed`;
-  - ``expert``: pybullet's shipped expert MLP (hopper, halfcheetah, ant);
-  - ``medium-expert``: ``medium`` followed by ``expert``, each of ``transitions`` rows (D4RL's convention);
-  - ``tiny``: a small set made in seconds for tests (expert policy where one exists, else random; 2,000 rows).
+  - ``medium``: the shipped SAC actor (``modules/data/policies/<env>_sac_medium.safetensors``) **sampled** from
+    its tanh-Gaussian, as D4RL's MuJoCo sets were collected;
+  - ``expert``: the expert policy, sampled: a shipped SAC expert (``<env>_sac_expert.safetensors``) where there is
+    one, else pybullet's shipped expert MLP (hopper, halfcheetah, ant) with Gaussian action noise of std
+    `behaviour.EXPERT_NOISE_STD`, clipped to [-1, 1];
+  - ``medium-expert``: ``medium`` followed by ``expert`` (same seed), each of ``transitions`` rows (D4RL's
+    convention: half medium, half expert);
+  - ``medium-det``, ``expert-det``, ``medium-expert-det``: the same policies acting deterministically (SAC's
+    ``tanh(mean)``, the expert's output): one action per state;
+  - ``medium-replay``: the replay buffer of the SAC run that produced the medium actor, up to the point where it
+    was saved (``<env>_sac_replay.npz``; first ``transitions`` rows when given); see `make_replay`;
+  - ``mixed``: the older name of ``medium-replay`` (the same rows);
+  - ``tiny``: a small set made in seconds for tests (deterministic expert where one exists, else random; 2,000 rows).
 
 * ``toy-8gaussians``, ``toy-spiral``: 2D toy data with a known reward (`modules.data.toy`).
 
 ``transitions`` defaults to `DEFAULT_TRANSITIONS` (the reference used 1,000,000: pass it for full-size sets).
+The metadata's ``sampling`` says how actions were drawn: 'stochastic', 'deterministic' or 'uniform'.
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..envs import ENVS, UnknownEnvError, env_spec
-from .behaviour import EXPERT_ENVS, policies_dir, shipped_sac_path
+from .behaviour import EXPERT_ENVS, policies_dir, shipped_sac_expert_path, shipped_sac_path
 from .collect import PolicySpec, collect
 from .dataset import OfflineDataset
 from .errors import DatasetError
@@ -41,9 +49,16 @@ __all__ = [
     "shipped_replay_path",
     "availability",
     "make_mixed",
+    "make_replay",
+    "DET_SUFFIX",
+    "SAMPLED_QUALITIES",
 ]
 
-QUALITIES = ("random", "medium", "mixed", "expert", "medium-expert", "tiny")
+DET_SUFFIX = "-det"
+SAMPLED_QUALITIES = ("medium", "expert", "medium-expert")
+"""Collected by sampling the policy; ``<quality>-det`` is the deterministic variant."""
+QUALITIES = ("random", "medium", "mixed", "expert", "medium-expert", "medium-replay", "tiny") + tuple(
+    q + DET_SUFFIX for q in SAMPLED_QUALITIES)
 DEFAULT_TRANSITIONS: dict[str, int] = {
     "random": 100_000, "medium": 100_000, "expert": 100_000, "medium-expert": 100_000, "tiny": 2_000, "toy": 10_000,
 }
@@ -101,7 +116,7 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _sac_spec(env: str, dataset_id: str) -> PolicySpec:
+def _sac_spec(env: str, dataset_id: str, deterministic: bool) -> PolicySpec:
     path = shipped_sac_path(env)
     if not path.is_file():
         raise DatasetError(
@@ -109,16 +124,21 @@ def _sac_spec(env: str, dataset_id: str) -> PolicySpec:
             f"`python -m modules.data.sac {env} --out runs/sac_{env}` and copy its actor_final.safetensors "
             f"(+ .json) to {path}"
         )
-    return PolicySpec("sac", env, str(path), deterministic=True)
+    return PolicySpec("sac", env, str(path), deterministic=deterministic)
 
 
-def _expert_spec(env: str, dataset_id: str) -> PolicySpec:
+def _expert_spec(env: str, dataset_id: str, deterministic: bool) -> PolicySpec:
+    """A shipped SAC expert (``<env>_sac_expert.safetensors``) when there is one, else pybullet's expert MLP."""
+    sac = shipped_sac_expert_path(env)
+    if sac.is_file():
+        return PolicySpec("sac", env, str(sac), deterministic=deterministic)
     if env not in EXPERT_ENVS:
         raise DatasetError(
-            f"cannot make {dataset_id!r}: pybullet ships no working expert for {env!r} (its walker2d policy does "
-            f"not transfer to the gymnasium port); experts exist for {', '.join(EXPERT_ENVS)}"
+            f"cannot make {dataset_id!r}: no expert policy for {env!r}: pybullet ships none that works (its "
+            f"walker2d policy does not transfer to the gymnasium port) and {sac.name} is not in {policies_dir()}; "
+            f"experts exist for {', '.join(EXPERT_ENVS)}"
         )
-    return PolicySpec("expert", env)
+    return PolicySpec("expert", env, deterministic=deterministic)
 
 
 def _collected(did: DatasetId, spec: PolicySpec, n: int, seed: int, progress: bool,
@@ -127,6 +147,7 @@ def _collected(did: DatasetId, spec: PolicySpec, n: int, seed: int, progress: bo
     extra: dict[str, Any] = {
         "quality": did.quality,
         "sampling": "uniform" if spec.kind == "random" else ("deterministic" if spec.deterministic else "stochastic"),
+        "action_noise": _action_noise(spec),
         "generator": {
             "policy_kind": spec.kind,
             "policy_file": Path(spec.path).name if spec.path else None,
@@ -152,6 +173,38 @@ def _collected(did: DatasetId, spec: PolicySpec, n: int, seed: int, progress: bo
                                       dataset_id=str(did), extra=extra)
 
 
+def _action_noise(spec: PolicySpec) -> dict[str, Any] | None:
+    """How a sampled policy's actions were drawn (None when deterministic or uniform)."""
+    if spec.kind == "random" or spec.deterministic:
+        return None
+    if spec.kind == "sac":
+        return {"kind": "tanh-gaussian", "definition": "tanh(mean + exp(log_std) * eps), eps ~ N(0, I)"}
+    return {"kind": "gaussian", "std": spec.expert_noise_std, "clip": [-1.0, 1.0],
+            "definition": "clip(expert(s) + std * eps, -1, 1), eps ~ N(0, I)"}
+
+
+def make_replay(did: DatasetId, n: int | None, seed: int) -> OfflineDataset | None:
+    """``medium-replay`` (and its older name ``mixed``): the shipped replay buffer ``<env>_sac_replay.npz`` of the
+    SAC run that produced the medium actor, in collection order, up to the medium point (the buffer's
+    ``medium_step`` metadata when recorded, else the whole file, which the shipped files already are), then the
+    first ``n`` rows when ``n`` is given. None when no buffer is shipped. The buffer is fixed by the SAC run, so
+    ``seed`` only names the request."""
+    path = shipped_replay_path(did.env)
+    if not path.is_file():
+        return None
+    buf = OfflineDataset.load(path)
+    stop = buf.metadata.get("medium_step")
+    m = len(buf) if not isinstance(stop, int) else min(len(buf), stop)
+    if n is not None:
+        m = min(int(n), m)
+    arrays = {k: v[:m] for k, v in buf.arrays().items()}
+    extra = {"quality": did.quality, "sampling": "stochastic",
+             "generator": {"source": path.name, "buffer_size": len(buf), "medium_step": stop,
+                           "sac_run": buf.metadata.get("sac_steps")}}
+    return OfflineDataset.from_arrays(arrays, env=did.env, policy="sac-replay-buffer", seed=seed,
+                                      dataset_id=str(did), extra=extra)
+
+
 def make_mixed(did: DatasetId, n: int | None, seed: int, progress: bool, workers: int | None) -> OfflineDataset:
     """``mixed``: the shipped SAC run's replay buffer, in collection order (first ``n`` rows when ``n`` is given).
 
@@ -160,14 +213,9 @@ def make_mixed(did: DatasetId, n: int | None, seed: int, progress: bool, workers
     (``<env>_sac_ckpt_<k>.safetensors``, increasing returns) acting stochastically.
     """
     path = shipped_replay_path(did.env)
-    if path.is_file():
-        buf = OfflineDataset.load(path)
-        m = len(buf) if n is None else min(int(n), len(buf))
-        arrays = {k: v[:m] for k, v in buf.arrays().items()}
-        extra = {"quality": "mixed", "generator": {"source": path.name, "buffer_size": len(buf),
-                                                     "sac_run": buf.metadata.get("sac_steps")}}
-        return OfflineDataset.from_arrays(arrays, env=did.env, policy="sac-replay-buffer", seed=seed,
-                                          dataset_id=str(did), extra=extra)
+    replay = make_replay(did, n, seed)
+    if replay is not None:
+        return replay
     ckpts = sorted(policies_dir().glob(f"{did.env}_sac_ckpt_*.safetensors"))
     if not ckpts:
         raise DatasetError(
@@ -220,26 +268,38 @@ def _make(dataset_id: str, transitions: int | None, seed: int, progress: bool,
         return make_toy_dataset(did.quality, n=n, seed=seed)
     if did.quality == "mixed":
         return make_mixed(did, transitions, seed, progress, workers)
-    n = int(transitions or DEFAULT_TRANSITIONS[did.quality])
-    if did.quality == "random":
+    if did.quality == "medium-replay":
+        replay = make_replay(did, transitions, seed)
+        if replay is None:
+            raise DatasetError(
+                f"cannot make {str(did)!r}: no replay buffer of a SAC run is shipped for {did.env!r} "
+                f"({shipped_replay_path(did.env)} is missing)"
+            )
+        return replay
+    det = did.quality.endswith(DET_SUFFIX)
+    quality = did.quality.removesuffix(DET_SUFFIX)
+    n = int(transitions or DEFAULT_TRANSITIONS[quality])
+    if quality == "random":
         return _collected(did, PolicySpec("random", did.env), n, seed, progress, workers)
-    if did.quality == "medium":
-        return _collected(did, _sac_spec(did.env, str(did)), n, seed, progress, workers)
-    if did.quality == "expert":
-        return _collected(did, _expert_spec(did.env, str(did)), n, seed, progress, workers)
-    if did.quality == "tiny":
+    if quality == "medium":
+        return _collected(did, _sac_spec(did.env, str(did), det), n, seed, progress, workers)
+    if quality == "expert":
+        return _collected(did, _expert_spec(did.env, str(did), det), n, seed, progress, workers)
+    if quality == "tiny":
         spec = PolicySpec("expert", did.env) if did.env in EXPERT_ENVS else PolicySpec("random", did.env)
         return _collected(did, spec, n, seed, progress, workers)
-    # medium-expert: the same arrays as medium and expert with this seed, one after the other.
-    med = _collected(DatasetId("bullet", did.env, "medium"), _sac_spec(did.env, str(did)), n, seed, progress,
-                     workers)
-    exp = _collected(DatasetId("bullet", did.env, "expert"), _expert_spec(did.env, str(did)), n, seed, progress,
-                     workers)
+    # medium-expert(-det): the same arrays as medium(-det) and expert(-det) with this seed, one after the other.
+    suffix = DET_SUFFIX if det else ""
+    med = _collected(DatasetId("bullet", did.env, "medium" + suffix), _sac_spec(did.env, str(did), det), n, seed,
+                     progress, workers)
+    exp = _collected(DatasetId("bullet", did.env, "expert" + suffix), _expert_spec(did.env, str(did), det), n,
+                     seed, progress, workers)
     return OfflineDataset.concatenate(
         [med, exp], str(did), policy=f"{med.metadata['policy']} + {exp.metadata['policy']}", seed=seed,
-        extra={"quality": "medium-expert",
-               "parts": {"medium": {k: med.metadata[k] for k in ("sha256", "size", "returns")},
-                         "expert": {k: exp.metadata[k] for k in ("sha256", "size", "returns")}}},
+        extra={"quality": did.quality, "sampling": "deterministic" if det else "stochastic",
+               "parts": {name: {**{k: part.metadata[k] for k in ("sha256", "size", "returns", "policy")},
+                                "travel_m": travel_stats(part.arrays(), did.env)}
+                         for name, part in (("medium", med), ("expert", exp))}},
     )
 
 
@@ -250,8 +310,12 @@ def availability(env: str) -> dict[str, bool]:
     except UnknownEnvError as e:
         raise DatasetError(str(e)) from None
     sac = shipped_sac_path(name).is_file()
-    mixed = shipped_replay_path(name).is_file() or any(policies_dir().glob(f"{name}_sac_ckpt_*.safetensors"))
-    expert = name in EXPERT_ENVS
-    return {"random": True, "medium": sac, "mixed": mixed, "expert": expert, "medium-expert": sac and expert,
-            "tiny": True}
+    replay = shipped_replay_path(name).is_file()
+    mixed = replay or any(policies_dir().glob(f"{name}_sac_ckpt_*.safetensors"))
+    expert = name in EXPERT_ENVS or shipped_sac_expert_path(name).is_file()
+    out = {"random": True, "medium": sac, "mixed": mixed, "expert": expert, "medium-expert": sac and expert,
+           "medium-replay": replay, "tiny": True}
+    for q in SAMPLED_QUALITIES:
+        out[q + DET_SUFFIX] = out[q]
+    return out
 
