@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,6 +105,9 @@ _COUNTER = None  # shared step counter in worker processes
 def _init_worker(counter) -> None:
     global _COUNTER
     _COUNTER = counter
+    # Ctrl-C is the parent's to handle (it terminates the pool): a worker killed by it while holding the task
+    # queue's lock would leave Pool.terminate waiting for that lock forever
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_shard(policy: PolicySpec, seed: int, shard: int, quota: int,
