@@ -83,15 +83,32 @@ def runtime_for(ref: str | StoredModule | CombinedPolicy, store: Store) -> tuple
 
 
 def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 0,
-                 max_steps: int | None = None) -> dict[str, float]:
-    """Roll out `episodes` episodes (all env copies in lockstep, one batched policy call per step)."""
+                 max_steps: int | None = None, progress: bool = False, desc: str = "eval",
+                 leave: bool = True) -> dict[str, float]:
+    """Roll out `episodes` episodes (all env copies in lockstep, one batched policy call per step). `progress`: a
+    bar on stderr counting finished episodes, with the running mean return and normalised score."""
     try:
         spec = env_spec(env_id)
     except UnknownEnvError as err:
         raise MdhubError(str(err)) from None
+    from tqdm.auto import tqdm
+
+    done: list[float] = []
+    bar = tqdm(total=episodes, desc=desc, unit="episode", disable=not progress, leave=leave, dynamic_ncols=True)
+
+    def on_episode(_: int, ret: float) -> None:
+        done.append(ret)
+        mean = float(np.mean(done))
+        score = float(np.mean(normalized_score(spec, np.asarray(done))))
+        bar.set_postfix({"mean return": f"{mean:.1f}", "score": f"{score:.1f}"}, refresh=False)
+        bar.update(1)
+
     # no inference_mode here: guides that need gradients (gradient, self) enable them inside the policy, which
     # chooses inference_mode itself for everything else
-    returns = rollout(runtime.act, spec, episodes, seed=seed, max_steps=max_steps)
+    try:
+        returns = rollout(runtime.act, spec, episodes, seed=seed, max_steps=max_steps, on_episode=on_episode)
+    finally:
+        bar.close()
     scores = np.asarray(normalized_score(spec, returns))
     return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
             "normalized_score": float(scores.mean()), "normalized_score_std": float(scores.std()),
@@ -99,18 +116,19 @@ def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 
 
 
 def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed: int = 0, store: Store | None = None,
-             write: bool = True, max_steps: int | None = None) -> dict[str, Any]:
+             write: bool = True, max_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate in the module's own task; with `write`, add the result to its card's `evaluations` (labelled; an
     evaluation over fewer episodes never replaces another). Returns the result: return and normalised score (mean,
     std), episodes, seed, env_id, sampling (mode and settings, e.g. `resample(n_candidates=50, rule=argmax)`),
-    mode, settings, guidance, written."""
+    mode, settings, guidance, written. `progress`: episodes done and the running mean on stderr."""
     if episodes < 1:
         raise MdhubError(f"episodes must be at least 1 (got {episodes})")
     store = store or Store()
     card, runtime, cfg, guidance = runtime_for(ref, store)
     if not card.interface.env_id:
         raise MdhubError(f"'{card.id}' records no environment (env_id) to evaluate in")
-    result: dict[str, Any] = dict(run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps))
+    result: dict[str, Any] = dict(run_episodes(runtime, card.interface.env_id, episodes, seed, max_steps,
+                                               progress=progress, desc=f"eval {card.id}"))
     record = eval_record(result, card.interface.env_id, cfg, guidance, seed, max_steps)
     written = write and store.contains(card.id)
     if written:  # merged into the card's evaluations under the store's lock
@@ -119,9 +137,10 @@ def evaluate(ref: str | StoredModule | CombinedPolicy, episodes: int = 10, seed:
             "settings": dict(record.settings), "guidance": guidance, "written": written}
 
 
-def curve_evaluator(episodes: int = 3, n_candidates: int = 50) -> EvalFnFactory:
+def curve_evaluator(episodes: int = 3, n_candidates: int = 50, progress: bool = False) -> EvalFnFactory:
     """eval_fn factory for learning curves (hub.training): the EMA model, resampled by the frozen guidance or the
-    run's own critic when there is one, over a few episodes of the dataset's task."""
+    run's own critic when there is one, over a few episodes of the dataset's task. `progress`: a transient bar of
+    the curve point's episodes (the training loop prints each point's result)."""
 
     def factory(ds: OfflineDataset, g: StoredModule | None) -> EvalFn | None:
         env_id = ds.metadata.get("gym_id")
@@ -134,7 +153,7 @@ def curve_evaluator(episodes: int = 3, n_candidates: int = 50) -> EvalFnFactory:
                 rt = GuidedPolicy(model)
             else:
                 rt = GuidedPolicy(model, n_candidates=n_candidates, scorer=q_score(scorer_net, ds.act_dim))
-            r = run_episodes(rt, env_id, episodes, seed=1000)
+            r = run_episodes(rt, env_id, episodes, seed=1000, progress=progress, desc="curve point", leave=False)
             return {"normalized_score": r["normalized_score"], "return_mean": r["return_mean"]}
 
         return eval_fn

@@ -161,6 +161,7 @@ def rollout(
     seed: int = 0,
     max_steps: int | None = None,
     n_envs: int | None = None,
+    on_episode: Callable[[int, float], None] | None = None,
 ) -> np.ndarray:
     """Run ``n_episodes`` episodes with env copies stepped in lockstep; return their undiscounted returns.
 
@@ -168,6 +169,7 @@ def rollout(
     ``actions: (n, act_dim)``; it is called once per time step. Episode ``i`` is reset with seed ``seed + i``, so
     results do not depend on ``n_envs`` (default: ``min(n_episodes, 16)`` copies at a time). ``max_steps`` caps
     each episode (default: the task's 1000). Actions are clipped to the action space [-1, 1].
+    ``on_episode(index, return)`` is called as each episode ends (progress reports).
     Returns ``returns: (n_episodes,) float64`` in episode order.
     """
     spec = env_spec(env)
@@ -207,6 +209,8 @@ def rollout(
                 returns[slot_ep[s]] += float(r)
                 obs[s] = o
                 if term or trunc:
+                    if on_episode is not None:
+                        on_episode(int(slot_ep[s]), float(returns[slot_ep[s]]))
                     start(s)
     finally:
         for e in envs:

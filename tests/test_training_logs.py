@@ -170,3 +170,23 @@ def test_plot_draws_several_runs_overlaid(toy_store, hub_home, tmp_path):
     r = runner.invoke(app, ["train", "guidance", "--algo", "iql", "--dataset", DATA, "--hidden", "8", "--steps", "2",
                             "--id", "p3", "--json"])
     assert json.loads(r.stdout)["run"] == str(hub_home / "runs" / "p3")
+
+
+def test_evaluation_reports_episodes_done_and_the_running_mean(capsys):
+    import numpy as np
+
+    from hub.evaluation import run_episodes
+
+    class Still:
+        def act(self, obs):
+            return np.zeros((len(obs), 3), dtype=np.float32)
+
+    seen = []
+    from modules.envs import rollout
+
+    returns = rollout(Still().act, "hopper", 3, max_steps=4, n_envs=2, on_episode=lambda i, r: seen.append((i, r)))
+    assert sorted(i for i, _ in seen) == [0, 1, 2] and all(returns[i] == r for i, r in seen)
+    result = run_episodes(Still(), "HopperBulletEnv-v0", 3, max_steps=4, progress=True, desc="eval probe")
+    err = capsys.readouterr().err
+    assert "eval probe" in err and "3/3" in err and "mean return" in err and "score" in err
+    assert result["episodes"] == 3

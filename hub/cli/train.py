@@ -230,7 +230,7 @@ def train_diffusion_cmd(
     _check_eta(algo.value, joint, eta)
     overrides = _overrides("dql-joint" if joint else DIFFUSION_ALGOS[algo.value], config, lr=lr, eta=eta,
                            **({"critic_lr": lr} if joint else {}))
-    factory = curve_evaluator(eval_episodes) if eval_every else None
+    factory = curve_evaluator(eval_episodes, progress=True) if eval_every else None
     try:
         stored = train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
                                  module_id=module_id,
@@ -254,7 +254,7 @@ def eval_cmd(
     """Run a policy in its pybullet task: mean and std return, normalised score (written to the card)."""
     from hub.evaluation import evaluate
 
-    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write)
+    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write, progress=True)
     if as_json:
         emit_json({"id": ref, **r})
         return
@@ -337,7 +337,7 @@ def combine_cmd(
     if eval_episodes:
         from hub.evaluation import evaluate
 
-        evaluation = evaluate(policy.card.id, episodes=eval_episodes)
+        evaluation = evaluate(policy.card.id, episodes=eval_episodes, progress=True)
     p = policy.card.policy
     assert p is not None  # a policy card has its policy section
     if as_json:
