@@ -209,8 +209,9 @@ def rollout(
                 returns[slot_ep[s]] += float(r)
                 obs[s] = o
                 if term or trunc:
-                    if on_episode is not None:
-                        on_episode(int(slot_ep[s]), float(returns[slot_ep[s]]))
+                    ep = slot_ep[s]
+                    if on_episode is not None and ep is not None:
+                        on_episode(ep, float(returns[ep]))
                     start(s)
     finally:
         for e in envs:
