@@ -13,6 +13,11 @@ hf_api.py, _commit_api.py, file_download.py, _snapshot_download.py and utils/_ht
                                                         would replace (the client skips unchanged files)
     POST /api/models/{ns}/{name}/commit/{rev}           _commit_api._send_commit: NDJSON, a "header" line then
                                                         "file" (base64), "deletedFile", "deletedFolder" lines
+    GET  /api/models?search=&filter=&author=&limit=     HfApi.list_models: public repos (and, with the token,
+                                                        private ones) whose id contains `search` (any case) and
+                                                        whose tags hold every `filter`; tags as the Hub derives
+                                                        them from README.md's front matter of main (library_name,
+                                                        tags, pipeline_tag, license:, dataset:); one page
     GET  /api/models/{ns}/{name}[/revision/{rev}]       HfApi.model_info / repo_info / resolve_revision: "sha",
                                                         "siblings" (with "size" when ?blobs=true)
     GET  /api/models/{ns}/{name}/tree/{rev}[/{path}]    HfApi.list_repo_tree (snapshot_download lists files)
@@ -446,6 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
     # --- routes --------------------------------------------------------------------------------------------------
     def _route(self, method: str, seg: list[str], query: dict[str, str], body: bytes) -> Callable[[], None] | None:
         if seg[:1] == ["api"]:
+            if method == "GET" and seg[1:] in (["models"], ["models", ""]):
+                return self._list_models(parse_qs(urlsplit(self.path).query))
             if method == "POST" and seg[1:] == ["repos", "create"]:
                 return self._create_repo(json.loads(body or b"{}"))
             if method == "POST" and seg[1:] == ["validate-yaml"]:  # the Hub's metadata rules (tests/hub_yaml.py)
@@ -510,6 +517,54 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "POST" and rest[:1] == ["commit"] and len(rest) >= 2:
             return self._commit(repo, "/".join(rest[1:]), body, query)
         raise HTTPError(404, f"no route for {method} {self.path}")
+
+    @staticmethod
+    def _front_matter(commit: Commit) -> dict[str, Any]:
+        """README.md's YAML front matter at `commit` ({} when there is none or it does not parse)."""
+        import yaml
+
+        text = commit.files.get("README.md", b"").decode("utf-8", "replace")
+        if not text.startswith("---"):
+            return {}
+        end = text.find("\n---", 3)
+        try:
+            meta = yaml.safe_load(text[3:end]) if end > 0 else None
+        except yaml.YAMLError:
+            return {}
+        return meta if isinstance(meta, dict) else {}
+
+    def _list_models(self, query: dict[str, list[str]]) -> None:
+        """HfApi.list_models: the Hub's model search over the repos' main branches (one page)."""
+        search = (query.get("search") or [""])[-1].lower()
+        filters = [f for value in query.get("filter", []) for f in value.split(",") if f]
+        author = (query.get("author") or [None])[-1]
+        limit = int((query.get("limit") or ["1000"])[-1])
+        out: list[dict[str, Any]] = []
+        for repo_id, repo in sorted(self.hub.repos_of("model").items()):
+            if repo.private and not (self.headers.get("Authorization") and self._authorized()):
+                continue  # as on the Hub: private repositories are listed to a token that can see them only
+            if "main" not in repo.branches:
+                continue
+            commit = repo.commits[repo.branches["main"]]
+            meta = self._front_matter(commit)
+            tags = [str(t) for t in meta.get("tags") or [] if isinstance(t, str | int | float)]
+            library = meta.get("library_name") if isinstance(meta.get("library_name"), str) else None
+            pipeline = meta.get("pipeline_tag") if isinstance(meta.get("pipeline_tag"), str) else None
+            extra = [library, pipeline, f"license:{meta['license']}" if isinstance(meta.get("license"), str) else None]
+            extra += [f"dataset:{d}" for d in meta.get("datasets") or [] if isinstance(d, str)]
+            all_tags = list(dict.fromkeys([t for t in [library, *tags, *extra] if t]))
+            if search and search not in repo_id.lower():
+                continue
+            if author and repo_id.split("/")[0] != author:
+                continue
+            if not all(f in all_tags for f in filters):
+                continue
+            out.append({"_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
+                        "author": repo_id.split("/")[0], "private": repo.private, "downloads": 0, "likes": 0,
+                        "tags": all_tags, "library_name": library, "pipeline_tag": pipeline,
+                        "lastModified": commit.date, "createdAt": repo.commits[min(
+                            repo.commits, key=lambda oid: repo.commits[oid].date)].date})
+        self._json(200, out[:limit])
 
     def _model_info(self, repo: Repo, commit: Commit, blobs: bool) -> None:
         forged = self.hub._take("forge_info", "GET", urlsplit(self.path).path)

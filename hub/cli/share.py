@@ -1,4 +1,4 @@
-"""`mdhub push` and `mdhub pull`: share modules on the Hugging Face Hub or in a plain folder.
+"""`mdhub push`, `mdhub pull` and `mdhub search`: share and find modules on the Hugging Face Hub or in a plain folder.
 
 hub/cli/__init__.py adds them with `register(app)`; errors become `error: ...` and exit code 1 (hub/cli/errors.py).
 hub.remote.sharing (huggingface_hub, torch) is imported inside the commands only.
@@ -91,9 +91,58 @@ def pull_cmd(
     typer.echo(f"  stored at {stored.path}")
 
 
+@handles_errors
+def search_cmd(
+    query: str | None = typer.Argument(None, help="Text the repository id contains (any case); all mdhub modules "
+                                       "when left out."),
+    compatible_with: str | None = typer.Option(None, "--compatible-with", "-c", help="A local guidance or diffusion "
+                                               "module id: judge each candidate of the other kind against it (its "
+                                               "card.json only is fetched, never weights)."),
+    mode: str | None = typer.Option(None, "--mode", help="The mode the pairing is judged in (default resample; "
+                                    "`mdhub registry` lists the modes)."),
+    limit: int = typer.Option(50, "--limit", min=1, help="At most this many repositories."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Find modules on the Hub made by mdhub (HF_ENDPOINT; HF_TOKEN sees private ones) and, with --compatible-with,
+    which of them pair with a local module."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from hub.cli.console import out
+    from hub.remote.search import search
+
+    hits = search(query, compatible_with=compatible_with, mode=mode, limit=limit)
+    if as_json:
+        emit_json([h.as_dict() for h in hits])
+        return
+    if not hits:
+        out.print("No mdhub modules found" + (f" matching '{escape(query)}'" if query else "") + ".")
+        return
+    table = Table(title=f"{len(hits)} module(s) on the Hub" + (f", judged against '{escape(compatible_with)}' "
+                                                                f"in mode {escape(mode or 'resample')}"
+                                                                if compatible_with else ""))
+    table.add_column("repo", no_wrap=True)
+    for col in ("kind", "architecture", "algorithm", "env"):
+        table.add_column(col, overflow="fold")
+    if compatible_with:
+        table.add_column("verdict")
+        table.add_column("why", overflow="fold")
+    for h in hits:
+        row = [h.repo, h.kind or "-", h.architecture or "-", h.algorithm or "-", h.env or "-"]
+        if compatible_with:
+            row += [h.verdict or "-", "; ".join(h.reasons) or ("adapters: " + ", ".join(h.adapters) if h.adapters
+                                                                else "")]
+        table.add_row(*map(escape, row))
+    out.print(table)
+    if compatible_with and any(h.verdict == "COMPATIBLE" for h in hits):
+        first = next(h for h in hits if h.verdict == "COMPATIBLE")
+        out.print(f"pull one with: mdhub pull {escape(first.repo)}", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add push and pull to `app`."""
+    """Add push, pull and search to `app`."""
     app.command("push", help=PUSH_HELP,
                 short_help="Push a module to a Hub repository (or a folder) in one commit.")(push_cmd)
     app.command("pull", help=PULL_HELP, short_help="Pull a module (and a policy's parts) into the store, verified, "
                 "pinned to a commit.")(pull_cmd)
+    app.command("search")(search_cmd)
