@@ -254,7 +254,7 @@ def eval_cmd(
     """Run a policy in its pybullet task: mean and std return, normalised score (written to the card)."""
     from hub.evaluation import evaluate
 
-    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write, progress=True)
+    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write, progress=not as_json)
     if as_json:
         emit_json({"id": ref, **r})
         return
@@ -337,7 +337,7 @@ def combine_cmd(
     if eval_episodes:
         from hub.evaluation import evaluate
 
-        evaluation = evaluate(policy.card.id, episodes=eval_episodes, progress=True)
+        evaluation = evaluate(policy.card.id, episodes=eval_episodes, progress=not as_json)
     p = policy.card.policy
     assert p is not None  # a policy card has its policy section
     if as_json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -331,7 +332,7 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
             scalar_log.write(step, wall, {f"eval/{k}": v for k, v in result.items()})
         if progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, int | float))
-            tqdm.write(f"{recipe.name} step {step}: curve point {len(curve)}: {shown}")
+            tqdm.write(f"{recipe.name} step {step}: curve point {len(curve)}: {shown}", file=sys.stderr)
 
     t0 = time.perf_counter() - wall_before
     last_log_step, last_log_time = start, 0.0
