@@ -3,7 +3,7 @@
 Every command turns the hub's errors into one line on stderr and exit code 1 (no traceback; hub/cli/errors.py).
 Exit codes: 0 ok, 1 error, 2 usage (click's), 3 `check`'s INCOMPATIBLE verdict (hub/cli/errors.py: EXIT_*).
 
-One registration pattern: each command module (store, data, train, share, demo) exposes
+One registration pattern: each command module (store, data, train, plot, share, demo) exposes
 `register(app: typer.Typer) -> None`, which adds its commands (or mounts its sub-app) on the root app built here.
 Command modules never import this package's __init__, and import the heavy parts of the hub (torch, pybullet,
 huggingface_hub) inside their command functions only: `mdhub --help`, `mdhub list` and `mdhub show` never import

@@ -34,7 +34,9 @@ DiffusionAlgo = Enum("DiffusionAlgo", {name: name for name in DIFFUSION_ALGOS}, 
 JSON_HELP = "Print one JSON document on stdout instead of text (schema: README, 'Scripting')."
 
 train_app = typer.Typer(help="Train guidance modules and diffusion policies into the store (with progress bars, "
-                        "checkpoints that resume after a crash, and learning curves under $MDHUB_HOME/runs/ID).",
+                        "checkpoints that resume after a crash or Ctrl-C, per-step logs (scalars.csv, scalars.jsonl, "
+                        "TensorBoard with the tensorboard extra) and learning curves under $MDHUB_HOME/runs/ID; "
+                        "`mdhub plot ID` draws them).",
                         no_args_is_help=True)
 
 
