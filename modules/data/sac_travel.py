@@ -9,7 +9,8 @@ a number, ``expert`` = pybullet's shipped expert measured on the same seeds, the
 
 * ``medium.safetensors`` (+ ``.json``): the FIRST evaluated actor whose mean travel lies in
   [``band_lo``, ``band_hi``] x ref (default 25%-60%). With ``ref`` the run's best, the choice is revisited as the
-  best improves (the first in-band actor of the history, from ``checkpoints/actor_<step>.safetensors``).
+  best improves (the first in-band actor of the history, from ``checkpoints/actor_<step>.safetensors``), and no
+  medium is picked before the best travels ``--min-reference`` metres (default 5).
   ``medium_replay.npz`` is the replay buffer up to that actor's step (`OfflineDataset`, metadata ``medium_step``):
   what ``medium-replay`` ships.
 * ``expert.safetensors`` (+ ``.json``): the actor with the best mean travel so far (the expert candidate).
@@ -27,7 +28,9 @@ again continues from there::
     nohup .venv/bin/python -m modules.data.sac_travel hopper --out benchmarks/out/sac_travel_hopper \\
         >> benchmarks/out/sac_travel_hopper.log 2>&1 &
 
-``log.jsonl`` has one record per evaluation (step, wall time, return and travel of the 10 episodes).
+``log.jsonl`` has one record per evaluation (step, wall time, return and travel of the 10 episodes). After a
+resume it may repeat steps: the records of the segment after the last checkpoint stay, then the resumed run logs
+those steps again; the checkpoint's ``run.json`` history is the authoritative one.
 """
 from __future__ import annotations
 
@@ -62,6 +65,7 @@ class TravelRunConfig(SACConfig):
     band_hi: float = 0.60
     patience: int = 20
     checkpoint_every_s: float = 180.0
+    min_reference: float = 5.0  # with the run's own best as reference: no medium before the best travels this far
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,6 +245,12 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
         log(json.dumps({"shipped": name, "step": rec["step"], "why": why,
                         "measured_travel": info["measured"]["deterministic"]["travel_m"]}))
 
+    if loaded is not None:  # files written after the checkpoint belong to a lost segment: rewrite them from history
+        for name, rec in (("expert", max(history, key=lambda h: h["travel_mean"], default=None)), ("medium", medium)):
+            side = out / f"{name}.json"
+            if rec is not None and side.is_file() and json.loads(side.read_text()).get("step", 0) > step0:
+                ship(name, rec, "rewritten on resume (the file came from steps after the checkpoint)")
+
     step = step0
     while step < cfg.max_steps:
         step += 1
@@ -283,7 +293,8 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
                 ship("expert", rec, "best mean travel so far")
             # medium: first in-band evaluation against the reference (the run's best when there is none)
             r_now = ref if ref is not None else max(h["travel_mean"] for h in history)
-            pick = _band_pick(history, r_now, cfg.band_lo, cfg.band_hi) if r_now > 0 else None
+            usable = r_now > 0 and (ref is not None or r_now >= cfg.min_reference)
+            pick = _band_pick(history, r_now, cfg.band_lo, cfg.band_hi) if usable else None
             if pick is not None and (medium is None or pick["step"] != medium["step"]):
                 for h in history:
                     h.pop("is_medium", None)
@@ -338,6 +349,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--patience", type=int, default=20, help="evaluations without a better travel before stopping "
                    "(when the reference is the run's own best)")
     p.add_argument("--checkpoint-every-s", type=float, default=180.0)
+    p.add_argument("--min-reference", type=float, default=5.0, help="with the run's own best as reference: pick "
+                   "no medium before the best mean travel reaches this many metres")
     a = p.parse_args(argv)
     ref: float | str | None = a.reference_travel
     try:
@@ -347,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TravelRunConfig(env=env_spec(a.env).name, seed=a.seed, max_steps=a.max_steps, max_wall_s=a.max_wall_s,
                           eval_every=a.eval_every, start_steps=a.start_steps, reference_travel=ref,
                           band_lo=a.band[0], band_hi=a.band[1], patience=a.patience,
-                          checkpoint_every_s=a.checkpoint_every_s)
+                          checkpoint_every_s=a.checkpoint_every_s, min_reference=a.min_reference)
     print(json.dumps(run(cfg, a.out, log=lambda s: print(s, flush=True)), indent=2), flush=True)
 
 
