@@ -20,6 +20,7 @@ from modules.train.recipes import get_recipe
 
 runner = CliRunner()
 DATA = "toy-8gaussians"
+_real_sample = Batches.sample
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,25 @@ def test_tensorboard_events_when_installed_else_none(toy, tmp_path):
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"loss/q_loss", "loss/v_loss", "lr/critic", "speed/steps_per_s"} <= tags
+    assert [e.step for e in acc.Scalars("loss/q_loss")] == [5, 10, 15, 20]
+
+
+def test_a_resumed_run_purges_the_tensorboard_events_after_its_checkpoint(toy, tmp_path, monkeypatch):
+    installed = importlib.util.find_spec("tensorboard") is not None
+    interrupt_at(monkeypatch, 17)  # step 15 is logged, the checkpoint is at 10
+    with pytest.raises(TrainingInterrupted):
+        run(recipe(), toy, critic=critic(), seed=1, run_dir=tmp_path, progress=False, log_every=5,
+            checkpoint_every=10)
+    monkeypatch.setattr(Batches, "sample", _real_sample)
+    run(recipe(), toy, critic=critic(), seed=1, run_dir=tmp_path, progress=False, log_every=5, checkpoint_every=10)
+    assert [r["step"] for r in scalar_logs.read_scalars(tmp_path)] == [5, 10, 15, 20]
+    if not installed:
+        assert not (tmp_path / "tb").exists()
+        return
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "tb"))
+    acc.Reload()
     assert [e.step for e in acc.Scalars("loss/q_loss")] == [5, 10, 15, 20]
 
 
