@@ -68,7 +68,12 @@ def plot_runs(runs: dict[str, list[dict[str, Any]]], path: Path, title: str = ""
             xs, ys = _series(records, score_tag)
             ax_score.plot(xs, ys, color=color, marker="o", label=f"{label}: {score_tag.removeprefix('eval/')}")
             scored = True
-    ax_loss.set_yscale("symlog", linthresh=1e-3)
+    values = [v for line in ax_loss.lines for v in line.get_ydata()]
+    if values and min(values) > 0:
+        ax_loss.set_yscale("log")
+    elif values:  # a loss that goes negative (DQL's Q term): logarithmic beyond the smallest magnitude logged
+        small = min((abs(v) for v in values if v != 0), default=1.0)
+        ax_loss.set_yscale("symlog", linthresh=small)
     ax_loss.set_xlabel("gradient steps")
     ax_loss.set_ylabel("loss")
     ax_loss.grid(alpha=0.3)
