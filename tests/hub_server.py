@@ -13,7 +13,7 @@ hf_api.py, _commit_api.py, file_download.py, _snapshot_download.py and utils/_ht
                                                         would replace (the client skips unchanged files)
     POST /api/models/{ns}/{name}/commit/{rev}           _commit_api._send_commit: NDJSON, a "header" line then
                                                         "file" (base64), "deletedFile", "deletedFolder" lines
-    GET  /api/models?search=&filter=&author=&limit=     HfApi.list_models: public repos (and, with the token,
+    GET  /api/models?search=&filter=&library=&author=&limit=  HfApi.list_models: public repos (and, with the token,
                                                         private ones) whose id contains `search` (any case) and
                                                         whose tags hold every `filter`; tags as the Hub derives
                                                         them from README.md's front matter of main (library_name,
@@ -538,6 +538,7 @@ class _Handler(BaseHTTPRequestHandler):
         search = (query.get("search") or [""])[-1].lower()
         filters = [f for value in query.get("filter", []) for f in value.split(",") if f]
         author = (query.get("author") or [None])[-1]
+        library = (query.get("library") or [None])[-1]  # the Hub's library filter (older clients send it)
         limit = int((query.get("limit") or ["1000"])[-1])
         out: list[dict[str, Any]] = []
         for repo_id, repo in sorted(self.hub.repos_of("model").items()):
@@ -548,20 +549,21 @@ class _Handler(BaseHTTPRequestHandler):
             commit = repo.commits[repo.branches["main"]]
             meta = self._front_matter(commit)
             tags = [str(t) for t in meta.get("tags") or [] if isinstance(t, str | int | float)]
-            library = meta.get("library_name") if isinstance(meta.get("library_name"), str) else None
+            library_name = meta.get("library_name") if isinstance(meta.get("library_name"), str) else None
             pipeline = meta.get("pipeline_tag") if isinstance(meta.get("pipeline_tag"), str) else None
-            extra = [library, pipeline, f"license:{meta['license']}" if isinstance(meta.get("license"), str) else None]
+            lic = meta.get("license")
+            extra = [library_name, pipeline, f"license:{lic}" if isinstance(lic, str) else None]
             extra += [f"dataset:{d}" for d in meta.get("datasets") or [] if isinstance(d, str)]
-            all_tags = list(dict.fromkeys([t for t in [library, *tags, *extra] if t]))
+            all_tags = list(dict.fromkeys([t for t in [library_name, *tags, *extra] if t]))
             if search and search not in repo_id.lower():
                 continue
             if author and repo_id.split("/")[0] != author:
                 continue
-            if not all(f in all_tags for f in filters):
+            if not all(f in all_tags for f in filters) or (library and library != library_name):
                 continue
             out.append({"_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "modelId": repo_id,
                         "author": repo_id.split("/")[0], "private": repo.private, "downloads": 0, "likes": 0,
-                        "tags": all_tags, "library_name": library, "pipeline_tag": pipeline,
+                        "tags": all_tags, "library_name": library_name, "pipeline_tag": pipeline,
                         "lastModified": commit.date, "createdAt": repo.commits[min(
                             repo.commits, key=lambda oid: repo.commits[oid].date)].date})
         self._json(200, out[:limit])

@@ -33,6 +33,10 @@ def test_listing_endpoint_speaks_list_models(hub_server):  # noqa: F811
     (info,) = api.list_models(author="alice")
     assert info.library_name == "mdhub" and {"mdhub", "guidance", "iql", "license:mit"} <= set(info.tags)
     assert len(list(api.list_models(limit=1))) == 1
+    import urllib.request
+
+    with urllib.request.urlopen(f"{hub_server.url}/api/models?library=transformers") as response:  # noqa: S310
+        assert [m["id"] for m in json.loads(response.read())] == ["bob/bert"]
 
 
 def test_search_lists_mdhub_modules_and_judges_them_from_their_cards(hub_server):  # noqa: F811
