@@ -246,10 +246,11 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
                         "measured_travel": info["measured"]["deterministic"]["travel_m"]}))
 
     if loaded is not None:  # files written after the checkpoint belong to a lost segment: rewrite them from history
-        for name, rec in (("expert", max(history, key=lambda h: h["travel_mean"], default=None)), ("medium", medium)):
+        best_rec = max(history, key=lambda h: h["travel_mean"], default=None)
+        for name, old in (("expert", best_rec), ("medium", medium)):
             side = out / f"{name}.json"
-            if rec is not None and side.is_file() and json.loads(side.read_text()).get("step", 0) > step0:
-                ship(name, rec, "rewritten on resume (the file came from steps after the checkpoint)")
+            if old is not None and side.is_file() and json.loads(side.read_text()).get("step", 0) > step0:
+                ship(name, old, "rewritten on resume (the file came from steps after the checkpoint)")
 
     step = step0
     while step < cfg.max_steps:
