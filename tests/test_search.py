@@ -78,5 +78,7 @@ def test_search_lists_mdhub_modules_and_judges_them_from_their_cards(hub_server)
     assert "alice/sg" in r.output and "COMPATIBLE" in r.output and "mdhub pull alice/sg" in r.output
     r = runner.invoke(app, ["search", "--compatible-with", "nope"])
     assert r.exit_code == 1 and "error:" in r.output and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["search", "--compatible-with", "sg", "--mode", "telepathy"])
+    assert r.exit_code == 1 and "unknown mode 'telepathy'" in r.output
     r = runner.invoke(app, ["search", "zzz"])
     assert r.exit_code == 0 and "No mdhub modules found matching 'zzz'" in r.output

@@ -87,6 +87,10 @@ def search(query: str | None = None, compatible_with: str | None = None, mode: s
         if local.kind not in ("guidance", "diffusion"):
             raise MdhubError(f"'{compatible_with}' is a {local.kind}: compare a guidance or a diffusion module")
     mode = mode or DEFAULT_PAIRING
+    from hub.modes import mode_names
+
+    if mode not in mode_names():
+        raise MdhubError(f"unknown mode '{mode}'; known: {', '.join(mode_names())}")
 
     import httpx2
     from huggingface_hub import errors as hf_errors
