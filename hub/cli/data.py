@@ -124,8 +124,9 @@ def list_cmd(
         if as_json:
             typer.echo(json.dumps({i: ok for i, ok, _ in rows}, indent=2))
             return
+        width = max(len(i) for i, _, _ in rows)
         for i, _, note in rows:
-            typer.echo(f"{i:32} {note}")
+            typer.echo(f"{i:{width}} {note}")
         return
     from hub import datasets as store
 
