@@ -144,7 +144,7 @@ def test_travel_run_resumes_where_it_stopped(tmp_path):
     """Interrupted after 300 steps and resumed to 500 gives the same actor as one run to 500."""
     from safetensors.numpy import load_file
 
-    from modules.data.sac_travel import TravelRunConfig, run
+    from modules.data.sac_travel import TravelRunConfig, run, status
 
     def cfg(max_steps):
         return TravelRunConfig(env="hopper", seed=0, max_steps=max_steps, start_steps=100, eval_every=250,
@@ -167,6 +167,8 @@ def test_travel_run_resumes_where_it_stopped(tmp_path):
     expert = json.loads((tmp_path / "a" / "expert.json").read_text())
     assert set(expert["measured"]) == {"deterministic", "sampled"}
     assert {"return", "score", "travel_m"} <= set(expert["measured"]["deterministic"])
+    st = status(tmp_path / "a")
+    assert st["step"] == latest["step"] and st["expert"]["travel_m"] and st["summary"]["steps"] == 500
 
 
 def test_band_pick_is_the_first_in_band():

@@ -28,9 +28,10 @@ again continues from there::
     nohup .venv/bin/python -m modules.data.sac_travel hopper --out benchmarks/out/sac_travel_hopper \\
         >> benchmarks/out/sac_travel_hopper.log 2>&1 &
 
-``log.jsonl`` has one record per evaluation (step, wall time, return and travel of the 10 episodes). After a
-resume it may repeat steps: the records of the segment after the last checkpoint stay, then the resumed run logs
-those steps again; the checkpoint's ``run.json`` history is the authoritative one.
+``--status`` prints where a run stands (last checkpoint, last evaluations, medium and expert with their
+measurements). ``log.jsonl`` has one record per evaluation (step, wall time, return and travel of the 10
+episodes). After a resume it may repeat steps: the records of the segment after the last checkpoint stay, then
+the resumed run logs those steps again; the checkpoint's ``run.json`` history is the authoritative one.
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ from .dataset import OfflineDataset, build_metadata
 from .measure import MEASURE_EPISODES, MEASURE_SEED, measure_policy, rollout_travel
 from .sac import SACAgent, SACConfig, save_actor
 
-__all__ = ["TravelRunConfig", "run", "main"]
+__all__ = ["TravelRunConfig", "run", "status", "main"]
 
 
 @dataclass
@@ -333,6 +334,29 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     return summary
 
 
+def status(out_dir: str | Path) -> dict[str, Any]:
+    """Where a run stands, from its files: last checkpoint, evaluations, best travel, medium and expert."""
+    out = Path(out_dir)
+    rec: dict[str, Any] = {"out": str(out)}
+    loaded = _load_state(out)
+    if loaded is not None:
+        ck, st = loaded
+        hist = st["history"]
+        rec.update(checkpoint=str(ck), step=st["step"], wall_s=st["wall_s"], evaluations=len(hist),
+                   reference_travel=st["reference_travel"], reference_source=st["reference_source"],
+                   last=[{k: h[k] for k in ("step", "travel_mean", "travel_std", "return_mean")} for h in hist[-5:]])
+    for name in ("medium", "expert"):
+        side = out / f"{name}.json"
+        if side.is_file():
+            info = json.loads(side.read_text())
+            m = info.get("measured", {}).get("deterministic", {})
+            rec[name] = {"step": info.get("step"), "travel_m": m.get("travel_m"), "return": m.get("return"),
+                         "score": m.get("score")}
+    if (out / "summary.json").is_file():
+        rec["summary"] = json.loads((out / "summary.json").read_text())
+    return rec
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Resumable SAC run that keeps a medium (travel band) and the "
                                 "best-travel policy. Rerun the same command to resume.")
@@ -352,7 +376,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint-every-s", type=float, default=180.0)
     p.add_argument("--min-reference", type=float, default=5.0, help="with the run's own best as reference: pick "
                    "no medium before the best mean travel reaches this many metres")
+    p.add_argument("--status", action="store_true", help="print where the run in --out stands and exit")
     a = p.parse_args(argv)
+    if a.status:
+        print(json.dumps(status(a.out), indent=2))
+        return
     ref: float | str | None = a.reference_travel
     try:
         ref = float(a.reference_travel)
