@@ -177,3 +177,22 @@ def test_band_pick_is_the_first_in_band():
     hist = [{"step": 1, "travel_mean": 1.0}, {"step": 2, "travel_mean": 5.0}, {"step": 3, "travel_mean": 9.0}]
     assert _band_pick(hist, 10.0, 0.25, 0.6)["step"] == 2
     assert _band_pick(hist, 100.0, 0.25, 0.6) is None
+
+
+def test_medium_must_hold_on_held_out_episodes(tmp_path, monkeypatch):
+    """An actor in the band on the selection episodes but not on held-out ones is rejected, and the run goes on."""
+    from modules.data import sac_travel
+
+    def fake(actor, env):
+        m = {"travel_m": {"mean": 999.0}, "return": {}, "score": {}}
+        return {"deterministic": m, "sampled": m}
+
+    monkeypatch.setattr(sac_travel, "_measured", fake)
+    cfg = sac_travel.TravelRunConfig(env="hopper", seed=0, max_steps=500, start_steps=100, eval_every=250,
+                                     eval_episodes=2, reference_travel=0.01, band_lo=-100.0, band_hi=100.0,
+                                     checkpoint_every_s=0.0)
+    logs: list[str] = []
+    s = sac_travel.run(cfg, tmp_path, log=logs.append)
+    assert s["medium_step"] is None and s["steps"] == 500 and s["stop"] == "max steps"
+    assert not (tmp_path / "medium.json").exists() and (tmp_path / "expert.json").exists()
+    assert sum('"rejected": "medium"' in x for x in logs) == 2

@@ -8,9 +8,11 @@ a number, ``expert`` = pybullet's shipped expert measured on the same seeds, the
 ``none`` = the run's own best so far):
 
 * ``medium.safetensors`` (+ ``.json``): the FIRST evaluated actor whose mean travel lies in
-  [``band_lo``, ``band_hi``] x ref (default 25%-60%). With ``ref`` the run's best, the choice is revisited as the
-  best improves (the first in-band actor of the history, from ``checkpoints/actor_<step>.safetensors``), and no
-  medium is picked before the best travels ``--min-reference`` metres (default 5).
+  [``band_lo``, ``band_hi``] x ref (default 25%-60%) and whose travel on 10 held-out episodes is in the band too
+  (otherwise it is marked ``medium_rejected`` and the search goes on). With ``ref`` the run's best, the choice
+  is revisited as the best improves (the first in-band actor of the history, from
+  ``checkpoints/actor_<step>.safetensors``), and no medium is picked before the best travels
+  ``--min-reference`` metres (default 5).
   ``medium_replay.npz`` is the replay buffer up to that actor's step (`OfflineDataset`, metadata ``medium_step``):
   what ``medium-replay`` ships.
 * ``expert.safetensors`` (+ ``.json``): the actor with the best mean travel so far (the expert candidate).
@@ -171,8 +173,9 @@ def _measured(actor: Any, env: str) -> dict[str, Any]:
 
 
 def _band_pick(history: list[dict], ref: float, lo: float, hi: float) -> dict | None:
+    """The first record whose selection travel is in the band and that was not rejected on held-out episodes."""
     for rec in history:
-        if lo * ref <= rec["travel_mean"] <= hi * ref:
+        if lo * ref <= rec["travel_mean"] <= hi * ref and "medium_rejected" not in rec:
             return rec
     return None
 
@@ -227,13 +230,22 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
         return {"config": cfg.as_dict(), "episodes": n_eps, "wall_s": round(wall(), 1), "history": history,
                 "reference_travel": ref, "reference_source": ref_src, "train_returns": train_returns[-100:]}
 
-    def ship(name: str, rec: dict, why: str) -> None:
+    def ship(name: str, rec: dict, why: str, band_m: tuple[float, float] | None = None) -> bool:
+        """Measure the actor of ``rec`` on held-out episodes and write ``name``.safetensors (+ json); with
+        ``band_m`` only when the held-out deterministic travel lies in it (returns whether it was written)."""
         actor = Actor(spec.obs_dim, spec.act_dim, cfg.hidden)
         actor.load_state_dict(load_file(str(out / "checkpoints" / f"actor_{rec['step']:07d}.safetensors")))
+        measured = _measured(actor, spec.name)
+        held_out = measured["deterministic"]["travel_m"]["mean"]
+        if band_m is not None and not band_m[0] <= held_out <= band_m[1]:
+            rec["medium_rejected"] = held_out
+            log(json.dumps({"rejected": name, "step": rec["step"], "held_out_travel": held_out,
+                            "band_m": [round(b, 3) for b in band_m]}))
+            return False
         info = {"env": spec.name, "role": name, "why": why, "step": rec["step"], "seed": cfg.seed,
                 "selection_eval": {k: rec[k] for k in ("travel_mean", "travel_std", "return_mean", "return_std")},
                 "reference_travel_m": ref, "reference_source": ref_src, "band": [cfg.band_lo, cfg.band_hi],
-                "measured": _measured(actor, spec.name),
+                "measured": measured,
                 "measured_note": f"{MEASURE_EPISODES} episodes, reset seeds {MEASURE_SEED}+i (held out from the "
                                  f"selection evaluation, seeds {eval_seed}+i)",
                 "config": cfg.as_dict(), "torch": torch.__version__}
@@ -245,6 +257,7 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
             OfflineDataset(**arrays, metadata=meta).save(out / "medium_replay.npz")
         log(json.dumps({"shipped": name, "step": rec["step"], "why": why,
                         "measured_travel": info["measured"]["deterministic"]["travel_m"]}))
+        return True
 
     if loaded is not None:  # files written after the checkpoint belong to a lost segment: rewrite them from history
         best_rec = max(history, key=lambda h: h["travel_mean"], default=None)
@@ -296,14 +309,18 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
             # medium: first in-band evaluation against the reference (the run's best when there is none)
             r_now = ref if ref is not None else max(h["travel_mean"] for h in history)
             usable = r_now > 0 and (ref is not None or r_now >= cfg.min_reference)
+            band_m = (cfg.band_lo * r_now, cfg.band_hi * r_now)
             pick = _band_pick(history, r_now, cfg.band_lo, cfg.band_hi) if usable else None
-            if pick is not None and (medium is None or pick["step"] != medium["step"]):
-                for h in history:
-                    h.pop("is_medium", None)
-                pick["is_medium"] = True
-                medium = pick
-                ship("medium", pick, f"first evaluation with travel in [{cfg.band_lo}, {cfg.band_hi}] x "
-                                     f"{r_now:.2f} m ({ref_src})")
+            while pick is not None and (medium is None or pick["step"] != medium["step"]):
+                why = (f"first evaluation with travel in [{cfg.band_lo}, {cfg.band_hi}] x {r_now:.2f} m ({ref_src}), "
+                       "confirmed on held-out episodes")
+                if ship("medium", pick, why, band_m):
+                    for h in history:
+                        h.pop("is_medium", None)
+                    pick["is_medium"] = True
+                    medium = pick
+                    break
+                pick = _band_pick(history, r_now, cfg.band_lo, cfg.band_hi)
             rec["reference_now"] = r_now
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
