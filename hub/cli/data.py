@@ -5,6 +5,7 @@ hub.datasets (numpy, the envs) is imported inside the commands only.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -20,6 +21,19 @@ data_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+def _print_json(result: Any, summary_of: str | None = None) -> None:
+    """A command's result (a dataclass) as one JSON document on stdout; paths as strings; with `summary_of`, the
+    dataset's summary (`data info --json` keys) under "summary"."""
+    from dataclasses import asdict
+
+    doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+    if summary_of is not None:
+        from hub import datasets as store
+
+        doc["summary"] = store.dataset_summary(summary_of)
+    typer.echo(json.dumps(doc, indent=2, sort_keys=True, default=str))
+
 
 def _fmt_stats(s: dict[str, Any] | None, digits: int = 1) -> str:
     if not s:
@@ -66,6 +80,8 @@ def make_cmd(
     workers: int | None = typer.Option(None, "--workers", "-w", min=1, help="Worker processes stepping envs "
                                        "(default: up to 2 for 10000+ transitions). Does not change the data."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Make a dataset (with a progress bar) and save it to the store.
 
@@ -75,6 +91,8 @@ def make_cmd(
 
     out = store.make_in_store(dataset_id, transitions=transitions, seed=seed, force=force, progress=not quiet,
                               workers=workers)
+    if as_json:
+        return _print_json(out, summary_of=dataset_id)
     if out.action == "kept":
         typer.echo(f"{dataset_id} is already in the store, kept (use --force to remake): {out.path}")
         if out.trained_on:
@@ -216,12 +234,18 @@ def relabel_cmd(
                                "'-'; not an id `data make` builds)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace NEW if the store has it (refused when stored "
                                "modules were trained on it)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Relabel SRC's rewards with a registered reward function into a new dataset NEW."""
     from hub import datasets as store
 
     path = store.relabel(source, reward, new_id, force=force)
     summary = store.dataset_summary(path.stem)
+    if as_json:
+        typer.echo(json.dumps({"dataset_id": path.stem, "path": str(path), "source": source,
+                               "reward": summary["reward"], "summary": summary}, indent=2, sort_keys=True, default=str))
+        return
     typer.echo(f"made {path.stem} from {source} with reward {summary['reward']}: {path}")
     for line in _episode_lines(summary):
         typer.echo("  " + line)
@@ -238,9 +262,11 @@ import_app = typer.Typer(
 data_app.add_typer(import_app, name="import")
 
 
-def _report_import(out: Any, what: str) -> None:
+def _report_import(out: Any, what: str, as_json: bool = False) -> None:
     from hub import datasets as store
 
+    if as_json:
+        return _print_json(out, summary_of=out.dataset_id)
     verb = {"stored": "imported", "unchanged": "imported (same content as the stored one, sha256 unchanged)",
             "replaced": "imported (the previous file with other content was replaced)"}[out.action]
     typer.echo(f"{verb} {what} as {out.dataset_id}")
@@ -268,6 +294,8 @@ def import_d4rl_cmd(
                                                  "time limit (default the task's, 1000)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a stored dataset of this id with other "
                                "content."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Import a D4RL-style HDF5 file into the store (verified; written atomically; never replaces other data
     without --force)."""
@@ -279,7 +307,7 @@ def import_d4rl_cmd(
         raise DatasetError(f"unknown --layout {layout!r}; expected one of {', '.join(LAYOUTS)}")
     out = store.import_d4rl(path, dataset_id, env=env, layout=layout, max_episode_steps=max_episode_steps,
                             force=force)
-    _report_import(out, path)
+    _report_import(out, path, as_json)
 
 
 @import_app.command("minari")
@@ -293,13 +321,15 @@ def import_minari_cmd(
     env: str | None = typer.Option(None, "--env", help="The task (default: the dataset's env spec)."),
     force: bool = typer.Option(False, "--force", "-f", help="Replace a stored dataset of this id with other "
                                "content."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Import a local Minari dataset into the store (flat Box observations; episodes joined, terminations and
     truncations kept apart)."""
     from hub import datasets as store
 
     out = store.import_minari(name, dataset_id, env=env, force=force)
-    _report_import(out, f"minari:{name}")
+    _report_import(out, f"minari:{name}", as_json)
 
 
 @data_app.command("push")
@@ -312,12 +342,16 @@ def push_cmd(
                                         "from main if new)."),
     private: bool = typer.Option(False, "--private", help="Create the repository private (a new one only)."),
     license: str = typer.Option("mit", "--license", help="The dataset card's license."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Push a stored dataset to a Hub dataset repository in ONE commit: dataset.npz, metadata.json, README.md (a
     dataset card)."""
     from hub import datasets as store
 
     res = store.push(dataset_id, repo, revision=revision, private=private, license=license)
+    if as_json:
+        return _print_json(res)
     typer.echo(f"pushed {res.dataset_id} to {res.repo} (branch {res.revision}, commit {res.commit})")
     typer.echo(f"  files: {', '.join(res.files)}")
     typer.echo(f"  {res.url}")
@@ -333,12 +367,16 @@ def pull_cmd(
                                "content."),
     timeout: float | None = typer.Option(None, "--timeout", help="Seconds the whole pull may take (default "
                                          "$MDHUB_PULL_TIMEOUT, else 600)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (what was done, and the dataset's "
+                                 "summary) instead of text; progress goes to stderr."),
 ) -> None:
     """Pull a dataset from a Hub dataset repository: sizes and sha256 verified before anything is stored; the
     stored metadata records the exact commit."""
     from hub import datasets as store
 
     res = store.pull(repo, dataset_id=dataset_id, force=force, timeout=timeout)
+    if as_json:
+        return _print_json(res, summary_of=res.dataset_id)
     verb = {"stored": "pulled", "unchanged": "pulled (same content as the stored one)",
             "replaced": "pulled (replacing other content)"}[res.action]
     typer.echo(f"{verb} {res.repo} as {res.dataset_id} (commit {res.commit}, sha256 {res.sha256[:12]})")
