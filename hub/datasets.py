@@ -17,6 +17,7 @@ import numpy as np
 
 from hub.errors import MdhubError
 from hub.paths import home
+from hub.store import format_ids
 from modules.data.dataset import OfflineDataset
 from modules.data.errors import DatasetError
 from modules.data.make import make_dataset, parse_dataset_id
@@ -41,19 +42,16 @@ def dataset_path(dataset_id: str) -> Path:
     return datasets_dir() / f"{did}.npz"
 
 
-def format_ids(ids: list[str], limit: int = 5) -> str:
-    """'a, b, c' or 'a, b, c, d, e and 3 more'."""
-    shown = ", ".join(ids[:limit])
-    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
-
-
-def modules_naming(sha256: str) -> list[str]:
-    """Ids of the stored modules whose card names this dataset content (``card.interface.dataset.sha256``), sorted.
+def modules_naming(sha256: str | None) -> list[str]:
+    """Ids of the stored modules whose card names this dataset content (``card.interface.dataset.sha256``), sorted
+    (none for no content).
 
     A module whose card cannot be read is skipped (``mdhub show ID`` tells what is wrong with it)."""
     from cards import CardError
     from hub.store import Store
 
+    if sha256 is None:
+        return []
     store = Store()
     out = []
     for entry in store.entries():
@@ -101,6 +99,12 @@ def _stored_sha(path: Path) -> str | None:
     return sha if isinstance(sha, str) else None
 
 
+def _orphaned(old_sha: str | None, trained_on: list[str]) -> list[str]:
+    """After replacing content `old_sha`: the modules trained on it, unless another stored file still has it."""
+    still_here = {r.get("sha256") for r in list_datasets() if "error" not in r}
+    return [] if old_sha in still_here else trained_on
+
+
 def make_in_store(
     dataset_id: str,
     transitions: int | None = None,
@@ -122,11 +126,11 @@ def make_in_store(
     old_sha = _stored_sha(path) if existed else None
     if existed and not force:
         try:
-            trained_on = modules_naming(old_sha) if old_sha else []
+            trained_on = modules_naming(old_sha)
         except MdhubError:  # e.g. a damaged store index: only information here, the file is kept anyway
             trained_on = []
         return MakeOutcome(path, "kept", old_sha, old_sha, trained_on)
-    trained_on = modules_naming(old_sha) if old_sha else []  # before the (long) make: a damaged index fails early
+    trained_on = modules_naming(old_sha)  # before the (long) make: a damaged index fails early
     ds = make_dataset(dataset_id, transitions=transitions, seed=seed, progress=progress, workers=workers)
     ds.metadata["request"] = {"transitions": transitions, "seed": seed}
     ds.save(path)
@@ -135,9 +139,7 @@ def make_in_store(
         return MakeOutcome(path, "made", None, new_sha)
     if new_sha == old_sha:
         return MakeOutcome(path, "unchanged", old_sha, new_sha, trained_on)
-    still_here = {r.get("sha256") for r in list_datasets() if "error" not in r}
-    orphaned = [] if old_sha in still_here else trained_on
-    return MakeOutcome(path, "replaced", old_sha, new_sha, trained_on, orphaned)
+    return MakeOutcome(path, "replaced", old_sha, new_sha, trained_on, _orphaned(old_sha, trained_on))
 
 
 def make_and_store(
@@ -331,7 +333,7 @@ def relabel(src: str, reward: str, new_id: str, force: bool = False) -> Path:
         if not force:
             raise DatasetError(f"dataset {new_name!r} is already in the store ({new_path}); relabelling never "
                                "overwrites: pick another --id, or --force to replace it")
-        named = modules_naming(old_sha) if old_sha else []
+        named = modules_naming(old_sha)
         if named:
             raise DatasetError(f"dataset {new_name!r} ({new_path}) is the data {len(named)} stored module(s) were "
                                f"trained on ({format_ids(named)}); refusing to replace it, pick another --id")
@@ -409,19 +411,16 @@ def _store_locked(ds: OfflineDataset, dataset_id: str, path: Path, force: bool) 
         if old_sha == new_sha:
             action = "unchanged"
         elif not force:
-            trained = modules_naming(old_sha) if old_sha else []
+            trained = modules_naming(old_sha)
             extra = f"; {len(trained)} stored module(s) were trained on it: {format_ids(trained)}" if trained else ""
             raise DatasetError(f"dataset {dataset_id!r} is already in the store ({path}) with other content "
                                f"(sha256 {str(old_sha)[:12]}...){extra}; use --force (API: force=True) to replace it, "
                                "or import under another --id")
         else:
             action = "replaced"
-            trained_on = modules_naming(old_sha) if old_sha else []
+            trained_on = modules_naming(old_sha)
     ds.save(path)
-    orphaned: list[str] = []
-    if action == "replaced":
-        still_here = {r.get("sha256") for r in list_datasets() if "error" not in r}
-        orphaned = [] if old_sha in still_here else trained_on
+    orphaned = _orphaned(old_sha, trained_on) if action == "replaced" else []
     return ImportOutcome(dataset_id, path, action, new_sha, old_sha, orphaned)
 
 

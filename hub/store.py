@@ -97,6 +97,12 @@ def policy_parts(card: ModuleCard) -> list[str]:
     return [r.id for r in refs if r is not None]
 
 
+def format_ids(ids: list[str], limit: int = 5, quote: bool = False) -> str:
+    """'a, b, c' or 'a, b, c, d, e and 3 more' (each id in single quotes with `quote`)."""
+    shown = ", ".join(f"'{i}'" if quote else i for i in ids[:limit])
+    return shown + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
 def _plain_folder_name(name: Any, source: str) -> str:
     """An index entry's folder: one plain name inside `modules/` (never a path, never '.' or '..')."""
     if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
@@ -311,10 +317,6 @@ class Store:
                 out.append(pid)
         return out
 
-    @staticmethod
-    def _named(ids: list[str]) -> str:
-        shown = ", ".join(f"'{i}'" for i in ids[:5])
-        return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
 
     def _write_new_folder(self, name: str, card: ModuleCard, weights: bytes | Path | None) -> None:
         """Write the module folder `name` (under the lock); `weights` as bytes, or an existing verified file to
@@ -386,7 +388,7 @@ class Store:
         else:
             what = f"a {entry.get('kind', 'module')} with different weights (sha256 {str(entry.get('sha256'))[:12]}...)"
         users = self._referencing_policies(modules, new.id)
-        used = f"; stored policies reference it: {self._named(users)}" if users else ""
+        used = f"; stored policies reference it: {format_ids(users, quote=True)}" if users else ""
         raise StoreError(f"'{new.id}' is already stored as {what}{used}; choose another id, or replace it with "
                          "--force (API: overwrite=True)")
 
@@ -436,8 +438,8 @@ class Store:
                 raise self._not_found(module_id, modules)
             users = self._referencing_policies(modules, module_id)
             if users and not force:
-                raise StoreError(f"'{module_id}' is a part of the stored policies {self._named(users)}; remove them "
-                                 "first, or remove it anyway with --force (API: force=True)")
+                raise StoreError(f"'{module_id}' is a part of the stored policies {format_ids(users, quote=True)}; "
+                                 "remove them first, or remove it anyway with --force (API: force=True)")
             entry = modules.pop(module_id)
             self._write_journal({"op": "remove", "id": module_id, "new": None, "old": entry["folder"]})
             self._write_index(modules)
