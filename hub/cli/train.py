@@ -33,6 +33,15 @@ GuidanceAlgo = Enum("GuidanceAlgo", {name: name for name in GUIDANCE_ALGOS}, typ
 DiffusionAlgo = Enum("DiffusionAlgo", {name: name for name in DIFFUSION_ALGOS}, type=str)  # type: ignore[misc]
 JSON_HELP = "Print one JSON document on stdout instead of text (schema: README, 'Scripting')."
 
+# Options that `train guidance` and `train diffusion` share, declared once
+STEPS_OPTION = typer.Option(None, "--steps", min=1, help="Gradient steps, at least 1 (default: the recipe's).")
+CHECKPOINT_EVERY_OPTION = typer.Option(1000, "--checkpoint-every", min=0,
+                                       help="Checkpoint every N steps (0: at the end only).")
+LOG_EVERY_OPTION = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
+                                "steps (runs/ID/scalars.csv, .jsonl).")
+FORCE_OPTION = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
+                            "stored policies reference).")
+
 train_app = typer.Typer(help="Train guidance modules and diffusion policies into the store (with progress bars, "
                         "checkpoints that resume after a crash or Ctrl-C, per-step logs (scalars.csv, scalars.jsonl, "
                         "TensorBoard with the tensorboard extra) and learning curves under $MDHUB_HOME/runs/ID; "
@@ -148,8 +157,7 @@ def train_guidance_cmd(
                                       "AND actor)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list` (e.g. "
                                 "hopper-bullet-medium)."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps, at least 1 (default: the "
-                                     "recipe's)."),
+    steps: int | None = STEPS_OPTION,
     seed: int = typer.Option(0, "--seed"),
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-critic-DATASET-sSEED; a "
                                          "joint run's actor: ID-actor, default dql-joint-actor-DATASET-sSEED)."),
@@ -159,13 +167,10 @@ def train_guidance_cmd(
                                     "run's actor too; default 3e-4)."),
     eta: float | None = typer.Option(None, "--eta", min=0.0, help="Joint DQL (--algo dql): weight of the actor's "
                                      "Q-loss term (default 1)."),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=0, help="Checkpoint every N steps (0: at "
-                                         "the end only)."),
-    log_every: int = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
-                                  "steps (runs/ID/scalars.csv, .jsonl)."),
+    checkpoint_every: int = CHECKPOINT_EVERY_OPTION,
+    log_every: int = LOG_EVERY_OPTION,
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
-                               "stored policies reference)."),
+    force: bool = FORCE_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -199,8 +204,7 @@ def train_diffusion_cmd(
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list`."),
     guidance: str | None = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training)."),
     joint: bool = typer.Option(False, "--joint", help="Train DQL's critic and actor together instead."),
-    steps: int | None = typer.Option(None, "--steps", min=1, help="Gradient steps, at least 1 (default: the "
-                                     "recipe's)."),
+    steps: int | None = STEPS_OPTION,
     seed: int = typer.Option(0, "--seed"),
     module_id: str | None = typer.Option(None, "--id", help="Store id (default: ALGO-actor-DATASET-sSEED)."),
     hidden: int | None = typer.Option(None, "--hidden"),
@@ -209,13 +213,10 @@ def train_diffusion_cmd(
                                     "3e-4)."),
     eta: float | None = typer.Option(None, "--eta", min=0.0, help="dql: weight of the Q-loss term against "
                                      "behaviour cloning (default 1; the README's results use 0.1)."),
-    checkpoint_every: int = typer.Option(1000, "--checkpoint-every", min=0, help="Checkpoint every N steps (0: at "
-                                         "the end only)."),
-    log_every: int = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
-                                  "steps (runs/ID/scalars.csv, .jsonl)."),
+    checkpoint_every: int = CHECKPOINT_EVERY_OPTION,
+    log_every: int = LOG_EVERY_OPTION,
     config: Path | None = typer.Option(None, "--config", help=CONFIG_HELP),
-    force: bool = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
-                               "stored policies reference)."),
+    force: bool = FORCE_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate in the env every N steps (learning "
