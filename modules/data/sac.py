@@ -232,6 +232,24 @@ def save_actor(actor: Actor, path: str | Path, info: dict) -> None:
     os.replace(tmp, side)
 
 
+def explore_step(env: Any, agent: SACAgent, buf: ReplayBuffer, obs: np.ndarray, step: int, start_steps: int,
+                 rng: np.random.Generator, seed: int, n_eps: int) -> tuple[np.ndarray, float, bool, int]:
+    """One environment step of SAC's data collection: uniform actions for the first `start_steps` steps, then the
+    actor's sampled ones; the transition goes into `buf`; an ended episode is reset (reset seed from `seed` and the
+    episode count). Returns (next observation, reward, whether the episode ended, episodes ended so far)."""
+    if step <= start_steps:
+        a = rng.uniform(-1.0, 1.0, buf.actions.shape[1]).astype(np.float32)
+    else:
+        a = agent.actor.act(obs[None], deterministic=False)[0]
+    o2, r, term, trunc, _ = env.step(a)
+    buf.add(obs, a, r, o2, term, trunc)
+    ended = bool(term or trunc)
+    if ended:
+        n_eps += 1
+        o2, _ = env.reset(seed=seed * 1_000_003 + n_eps)
+    return o2, float(r), ended, n_eps
+
+
 def train_sac(cfg: SACConfig, out_dir: str | Path, log=print) -> dict:
     """Train SAC online; return a summary. Writes into ``out_dir``:
 
@@ -250,7 +268,7 @@ def train_sac(cfg: SACConfig, out_dir: str | Path, log=print) -> dict:
     agent = SACAgent(spec, cfg)
     buf = ReplayBuffer(spec.obs_dim, spec.act_dim, min(cfg.max_steps, 2_000_000))
     obs, _ = env.reset(seed=cfg.seed)
-    ep_ret, ep_len, n_eps = 0.0, 0, 0
+    ep_ret, n_eps = 0.0, 0
     train_returns: list[float] = []
     best = -float("inf")
     history: list[dict] = []
@@ -263,20 +281,11 @@ def train_sac(cfg: SACConfig, out_dir: str | Path, log=print) -> dict:
 
     step = 0
     for step in range(1, cfg.max_steps + 1):
-        if step <= cfg.start_steps:
-            a = rng.uniform(-1.0, 1.0, spec.act_dim).astype(np.float32)
-        else:
-            a = agent.actor.act(obs[None], deterministic=False)[0]
-        o2, r, term, trunc, _ = env.step(a)
-        buf.add(obs, a, r, o2, term, trunc)
-        obs = o2
-        ep_ret += float(r)
-        ep_len += 1
-        if term or trunc:
+        obs, r, ended, n_eps = explore_step(env, agent, buf, obs, step, cfg.start_steps, rng, cfg.seed, n_eps)
+        ep_ret += r
+        if ended:
             train_returns.append(ep_ret)
-            n_eps += 1
-            obs, _ = env.reset(seed=cfg.seed * 1_000_003 + n_eps)
-            ep_ret, ep_len = 0.0, 0
+            ep_ret = 0.0
         if step > cfg.start_steps // 10 and buf.size >= cfg.batch_size:
             stats = agent.update(buf.sample(rng, cfg.batch_size))
         else:

@@ -54,7 +54,7 @@ import torch
 from ..envs import env_spec, make_env
 from .dataset import OfflineDataset, build_metadata
 from .measure import MEASURE_EPISODES, MEASURE_SEED, measure_policy, rollout_travel
-from .sac import SACAgent, SACConfig, save_actor
+from .sac import SACAgent, SACConfig, explore_step, save_actor
 
 __all__ = ["TravelRunConfig", "run", "status", "main"]
 
@@ -269,19 +269,10 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     step = step0
     while step < cfg.max_steps:
         step += 1
-        if step <= cfg.start_steps:
-            a = rng.uniform(-1.0, 1.0, spec.act_dim).astype(np.float32)
-        else:
-            a = agent.actor.act(obs[None], deterministic=False)[0]
-        o2, r, term, trunc, _ = env.step(a)
-        buf.add(obs, a, r, o2, term, trunc)
-        obs = o2
-        ep_ret += float(r)
-        ended = term or trunc
+        obs, r, ended, n_eps = explore_step(env, agent, buf, obs, step, cfg.start_steps, rng, cfg.seed, n_eps)
+        ep_ret += r
         if ended:
             train_returns.append(round(ep_ret, 1))
-            n_eps += 1
-            obs, _ = env.reset(seed=cfg.seed * 1_000_003 + n_eps)
             ep_ret = 0.0
         if step > cfg.start_steps // 10 and buf.size >= cfg.batch_size:
             agent.update(buf.sample(rng, cfg.batch_size))
