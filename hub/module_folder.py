@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import math
 import os
 import platform
 import secrets
@@ -271,24 +272,18 @@ def read_weights(folder: Path, card: ModuleCard) -> dict[str, Any]:
         raise IntegrityError(f"{path}: not a valid safetensors file ({err})") from None
 
 
+def _tensor_specs(state: dict[str, Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """(safetensors dtype name, shape) of each tensor of a state dict."""
+    import torch
+
+    return {k: (_ST_DTYPES.get(str(t.dtype).replace("torch.", ""), str(t.dtype)), tuple(t.shape))
+            for k, t in state.items() if isinstance(t, torch.Tensor)}
+
+
 def load_state_strict(net: Any, state: dict[str, Any], source: str) -> None:
-    """Load tensors into `net`, refusing any missing, unexpected, mis-shaped or mis-typed tensor."""
-    expected = net.state_dict()
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    problems = []
-    if missing:
-        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    if extra:
-        problems.append(f"unexpected tensors {extra[:5]}{' ...' if len(extra) > 5 else ''}")
-    for k in sorted(set(expected) & set(state)):
-        e, g = expected[k], state[k]
-        if tuple(e.shape) != tuple(g.shape):
-            problems.append(f"tensor '{k}': expected shape {tuple(e.shape)}, got {tuple(g.shape)}")
-        elif e.dtype != g.dtype:
-            problems.append(f"tensor '{k}': expected dtype {e.dtype}, got {g.dtype}")
-    if problems:
-        raise IntegrityError(f"{source}: weights do not fit the architecture: " + "; ".join(problems))
+    """Load tensors into `net`, refusing any missing, unexpected, mis-shaped or mis-typed tensor (the same check
+    `check_header` makes on the file's header before anything is built)."""
+    check_header(_tensor_specs(net.state_dict()), _tensor_specs(state), source)
     net.load_state_dict(state, strict=True)
 
 
@@ -400,13 +395,8 @@ def expected_tensors(arch: Architecture, config: dict[str, Any], source: str) ->
         raise
     except (RuntimeError, ValueError, TypeError, NotImplementedError, IndexError) as err:
         raise RegistryError(f"{source}: architecture '{arch.id}' cannot be built from this config ({err})") from None
-    total = 0
-    out: dict[str, tuple[str, tuple[int, ...]]] = {}
-    for name, t in state.items():
-        if not isinstance(t, torch.Tensor):
-            continue
-        total += t.numel()
-        out[name] = (_ST_DTYPES.get(str(t.dtype).replace("torch.", ""), str(t.dtype)), tuple(t.shape))
+    out = _tensor_specs(state)
+    total = sum(math.prod(shape) for _, shape in out.values())
     if total > MAX_PARAMS:
         raise StoreError(f"{source}: field 'config' asks for a '{arch.id}' network of {total:,} numbers, over the "
                          f"{MAX_PARAMS:,} this hub loads; refused before building it")
