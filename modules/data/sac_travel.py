@@ -221,6 +221,12 @@ def run(cfg: TravelRunConfig, out_dir: str | Path, log=print) -> dict[str, Any]:
     last_ckpt = time.time()
     logf = open(out / "log.jsonl", "a")
     medium = next((h for h in history if h.get("is_medium")), None)
+    if medium is not None and ref is not None and not cfg.band_lo * ref <= medium["travel_mean"] <= cfg.band_hi * ref:
+        # resumed with a narrower --band: the old medium no longer qualifies, so the search goes on
+        log(json.dumps({"medium_outside_new_band": medium["step"], "travel_mean": medium["travel_mean"],
+                        "band_m": [round(cfg.band_lo * ref, 3), round(cfg.band_hi * ref, 3)]}))
+        medium.pop("is_medium", None)
+        medium = None
     stop_reason = None
 
     def wall() -> float:
