@@ -112,6 +112,10 @@ class Origin(_Strict):
     steps: int | None = Field(default=None, ge=0)
     versions: dict[ShortText, ShortText] = Field(default_factory=dict, max_length=32)
     trained_with_guidance: ModuleRef | None = None
+    device: ShortText | None = Field(default=None, description="Where it was trained: cpu, cuda, cuda:N, mps.")
+    precision: Literal["fp32", "bf16"] | None = Field(default=None, description="Compute precision of training.")
+    checkpoint_of: ModuleId | None = Field(default=None, description="A checkpoint saved during training (at `steps`) "
+                                           "of the run that stores its final module under this id.")
 
 
 class RewardTransform(_Strict):
