@@ -55,23 +55,47 @@ def _chain(model, obs, n, guide, temperature, cond, generator):
         obs = obs.repeat_interleave(n, 0)
         cond = cond.repeat_interleave(n, 0) if cond is not None else None
     M = obs.shape[0]
+    x = torch.randn(M, model.x_dim, generator=generator, device=obs.device, dtype=obs.dtype)
+
+    def noise_at(i: int) -> torch.Tensor | None:
+        if i == 0 or temperature <= 0:
+            return None
+        z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return z * temperature if temperature != 1.0 else z
+
+    return denoise(model, obs, x, noise_at, guide, cond).view(B, n, model.x_dim)
+
+
+def denoise(model: DiffusionModel, obs: torch.Tensor, x: torch.Tensor,
+            noise_at: Callable[[int], torch.Tensor | None], guide: EpsGuide | None = None,
+            cond: torch.Tensor | None = None) -> torch.Tensor:
+    """The reverse loop itself: x_T -> x_0 with `noise_at(i)` the noise injected at step index i (None: none).
+    obs: (M, obs_dim) raw; x: (M, x_dim) the starting noise -> (M, x_dim). Gradients flow if enabled."""
+    M = obs.shape[0]
     if model.cfg.cond_dim and cond is None:
         cond = obs.new_zeros(M, model.cfg.cond_dim)
     obs_n = model.obs_norm(obs)
-    x = torch.randn(M, model.x_dim, generator=generator, device=obs.device, dtype=obs.dtype)
     for i in reversed(range(model.cfg.T)):
         t = model.t_index[i].expand(M)  # one shared step index: time features are computed once per step
         if guide is None:
             eps = model.denoiser(x, t, obs_n, cond)
         else:
             eps = guide.eps(model, x, t, i, obs, obs_n, cond)
-        noise = None
-        if i > 0 and temperature > 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            if temperature != 1.0:
-                noise = noise * temperature
-        x = model.reverse_step(x, eps, i, noise)
-    return x.view(B, n, model.x_dim)
+        x = model.reverse_step(x, eps, i, noise_at(i))
+    return x
+
+
+def chain_noise_shapes(model: DiffusionModel, batch: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Shapes of the draws `chain_from_noise` takes: x_T (B, x_dim) and the injected noise (T - 1, B, x_dim)."""
+    return (batch, model.x_dim), (max(model.cfg.T - 1, 1), batch, model.x_dim)
+
+
+def chain_from_noise(model: DiffusionModel, obs: torch.Tensor, x_T: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """One sample per state through the reverse chain from given draws (training: the draws come from the run's own
+    generators, so an ensemble member sees exactly the noise of the single run of its seed).
+    obs: (B, obs_dim), x_T: (B, x_dim), noise: (T - 1, B, x_dim), noise[i - 1] used at step index i -> (B, x_dim).
+    Runs with whatever grad mode the caller set (DQL's q_loss keeps the graph)."""
+    return denoise(model, obs, x_T, lambda i: noise[i - 1] if i > 0 else None)
 
 
 @dataclass

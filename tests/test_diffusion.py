@@ -8,7 +8,7 @@ from modules.diffusion.dql_mlp import DQLDiffusion, DQLMLPConfig
 from modules.diffusion.ln_resnet import IDQLDiffusion, LNResNetConfig
 from modules.diffusion.schedule import Schedule, vp_betas
 from modules.guidance.iql import CriticConfig, IQLCritic
-from modules.sampling import reverse_chain, score_candidates, select
+from modules.sampling import chain_from_noise, chain_noise_shapes, reverse_chain, score_candidates, select
 from modules.train.updates import DiffusionUpdate, expectile_loss
 
 
@@ -97,17 +97,16 @@ def test_q_loss_is_normalised_by_mean_abs_q_and_scale_free():
     critic = IQLCritic(CriticConfig(obs_dim=3, act_dim=2, hidden=8))
     obs = torch.randn(16, 3)
     upd = DiffusionUpdate(model, guidance=critic, eta=1.0)
-    torch.manual_seed(3)
-    loss = upd.q_loss(obs)
-    torch.manual_seed(3)
-    a_hat = reverse_chain(model, obs, grad=True)[:, 0]
-    qs = critic.q_all(obs, a_hat)
-    i, j = (0, 1) if torch.rand(()) < 0.5 else (1, 0)
-    assert loss.item() == pytest.approx((-qs[i].mean() / qs[j].abs().mean()).item(), rel=1e-5)
-    with torch.no_grad():  # Q x 10 (e.g. rewards scaled 10x): the normalised loss does not change
-        critic.q_net.out.weight.mul_(10), critic.q_net.out.bias.mul_(10)
-    torch.manual_seed(3)
-    assert upd.q_loss(obs).item() == pytest.approx(loss.item(), rel=1e-4)
+    xs, ns = chain_noise_shapes(model, 16)
+    for flip, (i, j) in ((0.2, (1, 0)), (0.8, (0, 1))):
+        d = {"x_T": torch.randn(*xs), "noise": torch.randn(*ns), "flip": torch.tensor(flip)}
+        loss = upd.loss_module.q_loss(obs, d)
+        a_hat = chain_from_noise(model, obs, d["x_T"], d["noise"])  # the drawn chain, by hand
+        qs = critic.q_all(obs, a_hat)
+        assert loss.item() == pytest.approx((-qs[i].mean() / qs[j].abs().mean()).item(), rel=1e-5)
+        with torch.no_grad():  # Q x 10 (e.g. rewards scaled 10x): the normalised loss does not change
+            critic.q_net.out.weight.mul_(10), critic.q_net.out.bias.mul_(10)
+        assert upd.loss_module.q_loss(obs, d).item() == pytest.approx(loss.item(), rel=1e-4)
 
 
 def test_q_loss_gradient_flows_through_the_chain_only_into_the_actor():

@@ -87,10 +87,14 @@ class DiffusionModel(nn.Module):
         return self.sqrt_abar[t, None] * x0 + self.sqrt_1m_abar[t, None] * noise
 
     def bc_loss(self, x0: torch.Tensor, obs: torch.Tensor, cond: torch.Tensor | None = None,
-                weights: torch.Tensor | None = None) -> torch.Tensor:
-        """|| eps_theta(x_t, t, s) - eps ||^2 with t uniform, averaged (optionally weighted per sample)."""
-        t = torch.randint(0, self.cfg.T, (x0.shape[0],), device=x0.device)
-        noise = torch.randn_like(x0)
+                weights: torch.Tensor | None = None, t: torch.Tensor | None = None,
+                noise: torch.Tensor | None = None) -> torch.Tensor:
+        """|| eps_theta(x_t, t, s) - eps ||^2 with t uniform, averaged (optionally weighted per sample).
+        t: (B,) step indices and noise: (B, x_dim) may be given (training draws them from the run's generators)."""
+        if t is None:
+            t = torch.randint(0, self.cfg.T, (x0.shape[0],), device=x0.device)
+        if noise is None:
+            noise = torch.randn_like(x0)
         err = (self.eps(self.q_sample(x0, t, noise), t, obs, cond) - noise).pow(2).mean(-1)
         return (err * weights).mean() if weights is not None else err.mean()
 

@@ -29,9 +29,13 @@ def reward_scale_for(kind: str, episode_returns: np.ndarray) -> RewardScale:
 
 
 class Batches:
-    """Uniformly sampled minibatches. Each batch: obs (B, obs_dim), act (B, act_dim), rew (B,), next_obs, done (B,)."""
+    """Uniformly sampled minibatches. Each batch: obs (B, obs_dim), act (B, act_dim), rew (B,), next_obs, done (B,),
+    idx (B,) the rows. With `seeds` (an ensemble of K runs) each member draws its own rows from its own generator
+    (seeded like the single run of its seed) and every entry gains a leading member dimension: obs (K, B, obs_dim).
+    The data live on `device` once; only the row indices are drawn per step."""
 
-    def __init__(self, dataset, reward: RewardScale, device: str = "cpu", seed: int = 0):
+    def __init__(self, dataset, reward: RewardScale, device: str | torch.device = "cpu", seed: int = 0,
+                 seeds: list[int] | None = None):
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=device)  # noqa: E731
         self.obs = t(dataset.observations)
         self.act = t(dataset.actions).clamp(-1.0, 1.0)
@@ -39,13 +43,29 @@ class Batches:
         self.next_obs = t(dataset.next_observations)
         self.done = t(dataset.terminals)  # time-limit ends are not terminal: they bootstrap
         self.size = self.obs.shape[0]
-        self.gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.members = len(seeds) if seeds is not None else None
+        self.gens = [torch.Generator(device="cpu").manual_seed(s) for s in (seeds if seeds is not None else [seed])]
+        self.gen = self.gens[0]
         self.device = device
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        idx = torch.randint(0, self.size, (batch_size,), generator=self.gen).to(self.device)
+        if self.members is None:
+            idx = torch.randint(0, self.size, (batch_size,), generator=self.gen)
+        else:
+            idx = torch.stack([torch.randint(0, self.size, (batch_size,), generator=g) for g in self.gens])
+        idx = idx.to(self.device, non_blocking=True)
         return {"obs": self.obs[idx], "act": self.act[idx], "rew": self.rew[idx], "next_obs": self.next_obs[idx],
                 "done": self.done[idx], "idx": idx}
+
+    def get_state(self) -> torch.Tensor | list[torch.Tensor]:
+        return self.gen.get_state() if self.members is None else [g.get_state() for g in self.gens]
+
+    def set_state(self, state: torch.Tensor | list[torch.Tensor]) -> None:
+        states = [state] if isinstance(state, torch.Tensor) else list(state)
+        if len(states) != len(self.gens):
+            raise ValueError(f"{len(states)} batch generator states for {len(self.gens)} members")
+        for g, s in zip(self.gens, states, strict=True):
+            g.set_state(s)
 
     def obs_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.obs.mean(0), self.obs.std(0)

@@ -30,9 +30,12 @@ from modules.train.checkpoint import (  # noqa: F401
     save_checkpoint,
 )
 from modules.train.recipes import Recipe
+from modules.train.rng import Rng
 from modules.train.updates import DiffusionUpdate, DQLCriticUpdate, IQLUpdate, TargetFn, default_targets
 
 EvalFn = Callable[[IQLCritic | None, DiffusionModel | None], dict[str, float]]
+SaveFn = Callable[[int, "list[IQLCritic] | None", "list[DiffusionModel] | None"], None]
+"""on_save(step, critics, models): the members' networks at `step` (models: the EMA weights)."""
 
 
 @dataclass
@@ -44,6 +47,15 @@ class TrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
     steps: int = 0
     checkpoint_moved_to: Path | None = None  # where `fresh=True` moved an existing checkpoint (None: there was none)
+    critics: list[IQLCritic] | None = None  # every member's critic in seed order (a single run: [critic])
+    models: list[DiffusionModel] | None = None  # every member's EMA model in seed order
+    seeds: list[int] | None = None  # the ensemble's seeds (None: a single run)
+
+    def member_curve(self, k: int) -> list[dict[str, float]]:
+        """Learning-curve points of member k (a single run: the whole curve)."""
+        if self.seeds is None:
+            return self.curve
+        return [{key: v for key, v in p.items() if key != "member"} for p in self.curve if p.get("member") == k]
 
 
 def peak_memory_mb() -> float:
@@ -196,11 +208,13 @@ def run_status(run_dir: Path | None, recipe: Recipe, data_sha256: str, seed: int
     return RunStatus(step, _run_difference(info.get("run"), ident))
 
 
-def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: DiffusionModel | None = None,
-        guidance: IQLCritic | None = None, seed: int = 0, eval_fn: EvalFn | None = None, eval_every: int = 0,
-        run_dir: Path | None = None, checkpoint_every: int = 0, progress: bool = True,
-        targets: TargetFn = default_targets, device: str = "cpu", run_tag: str = "", fresh: bool = False,
-        log_every: int = 100) -> TrainResult:
+def run(recipe: Recipe, dataset, critic: IQLCritic | list[IQLCritic] | None = None,
+        model: DiffusionModel | list[DiffusionModel] | None = None,
+        guidance: IQLCritic | list[IQLCritic] | None = None, seed: int = 0, eval_fn: EvalFn | None = None,
+        eval_every: int = 0, run_dir: Path | None = None, checkpoint_every: int = 0, progress: bool = True,
+        targets: TargetFn = default_targets, device: str | torch.device = "cpu", run_tag: str = "",
+        fresh: bool = False, log_every: int = 100, seeds: list[int] | None = None, precision: str = "fp32",
+        compile: bool = False, save_every: int = 0, on_save: SaveFn | None = None) -> TrainResult:
     """Train the parts `recipe` names. critic/model: freshly built networks to train; guidance: a frozen critic.
 
     Resumes from `run_dir/checkpoint` when it holds a checkpoint of the same run (same recipe, seed, data and
@@ -213,50 +227,65 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
     With a `run_dir`, per-step scalars go to `run_dir/scalars.csv`, `scalars.jsonl` (and TensorBoard events in
     `run_dir/tb` when tensorboard is installed; modules/train/logs.py) every `log_every` steps: losses, learning
     rates, steps/s, and the learning-curve points. Ctrl-C raises `TrainingInterrupted` (naming the last checkpoint).
+
+    Many seeds at once: with `seeds` (K seeds), `critic`, `model` (and optionally `guidance`, one frozen critic per
+    member) are lists of K networks, each built with its seed; the K runs train as one batched computation
+    (modules/train/updates.py) and member k reproduces the single run of seeds[k]. `device` holds the data and the
+    networks; `precision` "bf16" computes under bfloat16 autocast; `compile` compiles the losses (torch.compile).
+    `save_every` N: `on_save(step, result)` is called every N steps with the networks as they are (the EMA model),
+    for storing checkpoints as modules.
     """
     if log_every < 1:
         raise ValueError(f"log_every must be at least 1 (got {log_every})")
     torch.manual_seed(seed)
     np.random.seed(seed)
+    members = len(seeds) if seeds is not None else None
+    critics = _as_members(critic, members, "critic")
+    models = _as_members(model, members, "model")
+    guidances = _as_members(guidance, members, "guidance") if isinstance(guidance, list) else None
     reward = reward_scale_for(recipe.reward_transform, np.asarray(dataset.episode_returns()))
-    batches = Batches(dataset, reward, device=device, seed=seed)
+    batches = Batches(dataset, reward, device=device, seed=seed, seeds=seeds)
+    rng = Rng(seeds if seeds is not None else seed, device)
+    nets: list[torch.nn.Module] = [*(critics or []), *(models or [])]
     if recipe.obs_normalize:
         mean, std = batches.obs_stats()
-        for net in (critic, model):
-            if net is not None:
-                net.obs_norm.set_stats(mean, std)
-    if guidance is not None:
-        guidance.requires_grad_(False).eval()
+        for net in nets:
+            net.obs_norm.set_stats(mean, std)
+    for g in guidances or ([guidance] if isinstance(guidance, torch.nn.Module) else []):
+        g.requires_grad_(False).eval().to(device)
+    for net in nets:
+        net.to(device).train()
+    c_arg = critics if members is not None else critic
+    m_arg = models if members is not None else model
 
     parts: dict[str, Any] = {}
     if recipe.diffusion_update != "none":
-        if model is None:
+        if m_arg is None:
             raise ValueError(f"recipe '{recipe.name}' trains a diffusion model: pass `model`")
         q_guide = guidance if recipe.diffusion_update == "q_loss" else None
         if recipe.critic_update == "dql":
-            q_guide = critic
+            q_guide = critics[0] if critics else None  # bound to the live critic below
         if recipe.diffusion_update == "q_loss" and q_guide is None:
             raise ValueError(f"recipe '{recipe.name}' needs a guidance (a critic providing q)")
         parts["diffusion"] = DiffusionUpdate(
-            model, lr=recipe.lr, guidance=q_guide, eta=recipe.eta if recipe.diffusion_update == "q_loss" else 0.0,
+            m_arg, lr=recipe.lr, guidance=q_guide, eta=recipe.eta if recipe.diffusion_update == "q_loss" else 0.0,
             grad_clip=recipe.grad_clip, ema_decay=recipe.ema_decay, ema_every=recipe.ema_every,
             ema_start=recipe.ema_start, targets=targets, total_steps=recipe.steps, cosine_lr=recipe.cosine_lr,
-            weight_decay=recipe.weight_decay, guidance_start=recipe.guidance_start)
-    if recipe.critic_update != "none" and critic is None:
+            weight_decay=recipe.weight_decay, guidance_start=recipe.guidance_start, rng=rng, precision=precision)
+    if recipe.critic_update != "none" and c_arg is None:
         raise ValueError(f"recipe '{recipe.name}' trains a critic: pass `critic`")
-    if recipe.critic_update == "iql" and critic is not None:
-        parts["critic"] = IQLUpdate(critic, lr=recipe.critic_lr, discount=recipe.discount,
-                                    expectile=recipe.expectile, tau=recipe.tau)
-    elif recipe.critic_update == "dql" and critic is not None:
-        actor = parts["diffusion"].act
-        parts["critic"] = DQLCriticUpdate(critic, actor, lr=recipe.critic_lr, discount=recipe.discount,
-                                          tau=recipe.tau, grad_clip=recipe.grad_clip)
+    if recipe.critic_update == "iql" and c_arg is not None:
+        parts["critic"] = IQLUpdate(c_arg, lr=recipe.critic_lr, discount=recipe.discount,
+                                    expectile=recipe.expectile, tau=recipe.tau, rng=rng, precision=precision)
+    elif recipe.critic_update == "dql" and c_arg is not None:
+        parts["critic"] = DQLCriticUpdate(c_arg, parts["diffusion"], lr=recipe.critic_lr, discount=recipe.discount,
+                                          tau=recipe.tau, grad_clip=recipe.grad_clip, precision=precision)
+        parts["diffusion"].bind_guidance(parts["critic"])
     order: list[str] = [p for p in ("critic", "diffusion") if p in parts]
     for name in order:
         parts[name].log_every = log_every
-    for net in (critic, model):
-        if net is not None:
-            net.to(device).train()
+        if compile:
+            parts[name].compile()
 
     run_id, run_key, legacy_key = run_identity(recipe, dataset.sha256, seed, run_tag)
     start, curve, wall_before, train_before = 0, [], 0.0, 0.0
@@ -291,7 +320,9 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
                 train_before = float(saved.get("train_time_s", 0.0))
                 logs = {str(k): float(v) for k, v in dict(saved.get("logs") or {}).items()}
                 torch.set_rng_state(saved["torch_rng"])
-                batches.gen.set_state(saved["batch_rng"])
+                batches.set_state(saved["batch_rng"])
+                if "noise_rng" in saved:
+                    rng.set_state(saved["noise_rng"])
             except (RuntimeError, KeyError, ValueError, TypeError) as e:
                 raise impossible(ckpt_dir, f"{ckpt_dir}: the checkpoint does not load into this run "
                                            f"({type(e).__name__}: {e})") from None
@@ -314,25 +345,44 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
         save_checkpoint(ckpt_dir, {"step": step, "curve": curve, "wall_time_s": wall,
                                    "train_time_s": train_before + train_time, "logs": dict(logs),
                                    "parts": {n: parts[n].state() for n in order},
-                                   "torch_rng": torch.get_rng_state(), "batch_rng": batches.gen.get_state()},
+                                   "torch_rng": torch.get_rng_state(), "batch_rng": batches.get_state(),
+                                   "noise_rng": rng.get_state()},
                         info={"run_key": run_key, "run": run_id, "step": step, "steps": recipe.steps})
         last_ckpt = step
 
+    def networks(k: int) -> tuple[IQLCritic | None, DiffusionModel | None]:
+        """Member k's critic and EMA model as plain modules (a single run: the live ones)."""
+        c = parts["critic"].member("critic", k) if "critic" in parts else None
+        m = parts["diffusion"].member("ema", k) if "diffusion" in parts else None
+        return c, m
+
     def evaluate(step: int, wall: float) -> None:
         assert eval_fn is not None  # called only with an eval_fn
-        ema = parts["diffusion"].ema if "diffusion" in parts else None
-        for net in (critic, ema):
-            if net is not None:
-                net.eval()
-        result = eval_fn(critic, ema)
-        if critic is not None:
-            critic.train()
-        curve.append({"step": step, "wall_time_s": round(wall, 3), **result})
-        if scalar_log is not None:
-            scalar_log.write(step, wall, {f"eval/{k}": v for k, v in result.items()})
-        if progress:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, int | float))
-            tqdm.write(f"{recipe.name} step {step}: curve point {len(curve)}: {shown}", file=sys.stderr)
+        for k in range(members or 1):
+            c, ema = networks(k)
+            for net in (c, ema):
+                if net is not None:
+                    net.eval()
+            result = eval_fn(c, ema)
+            if c is not None:
+                c.train()
+            point = {"step": step, "wall_time_s": round(wall, 3), **result}
+            if members is not None:
+                point["member"] = k
+            curve.append(point)
+            if scalar_log is not None:
+                tag = f"eval/{k}/" if members is not None else "eval/"
+                scalar_log.write(step, wall, {f"{tag}{key}": v for key, v in result.items()})
+            if progress:
+                shown = ", ".join(f"{key} {v:.4g}" for key, v in result.items() if isinstance(v, int | float))
+                who = f" seed {seeds[k]}" if seeds is not None else ""
+                tqdm.write(f"{recipe.name}{who} step {step}: curve point {len(curve)}: {shown}", file=sys.stderr)
+
+    def save_modules(step: int) -> None:
+        assert on_save is not None
+        pairs = [networks(k) for k in range(members or 1)]
+        on_save(step, [c for c, _ in pairs] if "critic" in parts else None,
+                [m for _, m in pairs] if "diffusion" in parts else None)
 
     t0 = time.perf_counter() - wall_before
     last_log_step, last_log_time = start, 0.0
@@ -361,6 +411,8 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
                 bar.set_description_str(f"{recipe.name} (evaluating)", refresh=progress)
                 evaluate(step, time.perf_counter() - t0)
                 bar.set_description_str(recipe.name, refresh=False)
+            if on_save is not None and save_every and step % save_every == 0 and step < recipe.steps:
+                save_modules(step)
             if run_dir is not None and checkpoint_every and step % checkpoint_every == 0:
                 checkpoint(step, time.perf_counter() - t0)
         bar.close()
@@ -376,16 +428,37 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | None = None, model: Diffusi
     finally:
         if scalar_log is not None:
             scalar_log.close()
-    for net in (critic, model):
-        if net is not None:
-            net.eval()
+    finals = [networks(k) for k in range(members or 1)]
+    for c, m in finals:
+        for net in (c, m):
+            if net is not None:
+                net.eval()
     total_train = train_before + train_time
+    seed_steps = recipe.steps * (members or 1)
     metrics = {"wall_time_s": round(wall, 2), "peak_memory_mb": round(peak_memory_mb(), 1),
                "steps_per_s": round(recipe.steps / total_train, 2) if total_train > 0 else 0.0}
+    if members is not None:
+        metrics["seed_steps_per_s"] = round(seed_steps / total_train, 2) if total_train > 0 else 0.0
+        metrics["members"] = members
     metrics.update({f"final_{k}": float(v) for k, v in logs.items()})
     if curve:
         # the last learning-curve point, named apart from a real evaluation's results (the card's `evaluations`)
-        metrics.update({f"curve_{k}": v for k, v in curve[-1].items() if k not in ("step", "wall_time_s")})
-    ema_model = parts["diffusion"].ema if "diffusion" in parts else None
-    return TrainResult(critic=critic, model=ema_model, reward=reward, curve=curve, metrics=metrics, steps=recipe.steps,
-                       checkpoint_moved_to=moved_to)
+        metrics.update({f"curve_{k}": v for k, v in curve[-1].items() if k not in ("step", "wall_time_s", "member")})
+    critic_out = [c for c, _ in finals] if "critic" in parts else None
+    model_out = [m for _, m in finals] if "diffusion" in parts else None
+    return TrainResult(critic=critic_out[0] if critic_out else critic if not isinstance(critic, list) else None,
+                       model=model_out[0] if model_out else None, reward=reward, curve=curve, metrics=metrics,
+                       steps=recipe.steps, checkpoint_moved_to=moved_to, critics=critic_out, models=model_out,
+                       seeds=seeds)
+
+
+def _as_members(x: Any, members: int | None, what: str) -> list[Any] | None:
+    """The networks of a run as a list (None when not given); with `members`, a list of exactly that many."""
+    if x is None:
+        return None
+    xs = list(x) if isinstance(x, list | tuple) else [x]
+    if members is None and len(xs) != 1:
+        raise ValueError(f"{len(xs)} {what} networks given for a single-seed run: pass `seeds` for an ensemble")
+    if members is not None and len(xs) != members:
+        raise ValueError(f"{len(xs)} {what} networks for {members} seeds")
+    return xs
