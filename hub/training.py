@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cards import (
@@ -35,7 +36,8 @@ from hub.paths import run_dir
 from hub.registry import registry
 from hub.store import Store, StoredModule
 from modules.data.dataset import OfflineDataset
-from modules.train.batches import RewardScale
+from modules.device import Precision, check_precision, device_name, resolve_device
+from modules.train.batches import RewardScale, reward_scale_for
 from modules.train.loop import EvalFn, TrainResult, run
 from modules.train.recipes import Recipe, get_recipe
 
@@ -100,49 +102,69 @@ def _reward_transform(r: RewardScale) -> RewardTransform:
     return RewardTransform(kind=r.kind, scale=r.scale, shift=r.shift)  # type: ignore[arg-type]
 
 
+@dataclass
+class RunInfo:
+    """How a module was trained, beyond its recipe: the device and precision, and for a checkpoint saved during the
+    run its step and the id the run stores its final module under."""
+
+    device: str | None = None
+    precision: str | None = None
+    step: int | None = None  # None: the final module (result.steps)
+    checkpoint_of: str | None = None
+
+
+def _origin(recipe: Recipe, seed: int, result: TrainResult, info: RunInfo | None,
+            trained_with: ModuleCard | None = None) -> Origin:
+    info = info or RunInfo()
+    return Origin(algorithm=recipe.algorithm, recipe=recipe.recipe, seed=seed,
+                  steps=info.step if info.step is not None else result.steps, versions=versions(),
+                  trained_with_guidance=trained_with.ref() if trained_with else None, device=info.device,
+                  precision=info.precision, checkpoint_of=info.checkpoint_of)  # type: ignore[arg-type]
+
+
 def guidance_card(module_id: str, arch_id: str, critic: Any, ds: OfflineDataset, recipe: Recipe, seed: int,
-                  result: TrainResult, stats: ValueStats, description: str = "") -> ModuleCard:
+                  result: TrainResult, stats: ValueStats, description: str = "",
+                  info: RunInfo | None = None, metrics: dict[str, Any] | None = None) -> ModuleCard:
     return ModuleCard(
         id=module_id, kind="guidance", architecture=arch_id, config=critic.cfg.model_dump(mode="json"),
         interface=dataset_interface(ds),
-        origin=Origin(algorithm=recipe.algorithm, recipe=recipe.recipe, seed=seed, steps=result.steps,
-                      versions=versions()),
+        origin=_origin(recipe, seed, result, info),
         guidance=GuidanceSpec(provides=list(critic.provides), q_heads=critic.cfg.q_heads,
                               reduction=critic.cfg.reduction, discount=recipe.discount,
                               expectile=recipe.expectile if recipe.critic_update == "iql" else None,
                               reward_transform=_reward_transform(result.reward), value_stats=stats),
-        metrics={**result.metrics},
+        metrics={**(result.metrics if metrics is None else metrics)},
         description=description,
     )
 
 
 def diffusion_card(module_id: str, arch_id: str, model: Any, ds: OfflineDataset, recipe: Recipe, seed: int,
                    result: TrainResult, trained_with: StoredModule | ModuleCard | None,
-                   description: str = "") -> ModuleCard:
+                   description: str = "", info: RunInfo | None = None,
+                   metrics: dict[str, Any] | None = None) -> ModuleCard:
     arch = registry().get(arch_id, kind="diffusion")
     g_card = trained_with.card if isinstance(trained_with, StoredModule) else trained_with
     cfg = model.cfg
     return ModuleCard(
         id=module_id, kind="diffusion", architecture=arch_id, config=cfg.model_dump(mode="json"),
         interface=dataset_interface(ds),
-        origin=Origin(algorithm=recipe.algorithm, recipe=recipe.recipe, seed=seed, steps=result.steps,
-                      versions=versions(), trained_with_guidance=g_card.ref() if g_card else None),
+        origin=_origin(recipe, seed, result, info, g_card),
         diffusion=DiffusionSpec(schedule=cfg.schedule, T=cfg.T, prediction="eps", x_dim=model.x_dim,
                                 train_guidance=list(arch.train_guidance), sample_guidance=list(arch.sample_guidance),
                                 condition="label" if cfg.cond_dim else "none"),
-        metrics={**result.metrics}, description=description,
+        metrics={**(result.metrics if metrics is None else metrics)}, description=description,
     )
 
 
-def write_curve(run_dir: Path, result: TrainResult, title: str) -> Path | None:
-    """Learning curve as data (curve.json) and as a plot (curve.png) in run_dir."""
+def write_curve(run_dir: Path, result: TrainResult, title: str, stem: str = "curve") -> Path | None:
+    """Learning curve as data (STEM.json) and as a plot (STEM.png) in run_dir."""
     if not result.curve:
         return None
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "curve.json").write_text(json.dumps(result.curve, indent=1))
+    (run_dir / f"{stem}.json").write_text(json.dumps(result.curve, indent=1))
     from hub.plots import plot_curve
 
-    return plot_curve(result.curve, run_dir / "curve.png", title)
+    return plot_curve(result.curve, run_dir / f"{stem}.png", title)
 
 
 def _run_dir(module_id: str) -> Path:
@@ -319,16 +341,25 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
                    module_id: str | None = None, store: Store | None = None, budget: Budget | None = None,
                    progress: bool = True, eval_fn_factory: EvalFnFactory | None = None,
                    recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
-                   fresh: bool = False, resume: bool = False, report: Report | None = None) -> list[StoredModule]:
+                   fresh: bool = False, resume: bool = False, report: Report | None = None,
+                   seeds: list[int] | None = None, device: str = "auto", precision: str = "fp32",
+                   compile: bool = False, save_every: int = 0) -> list[StoredModule]:
     """Train a guidance module by TD learning. `dql` runs joint DQL and stores its critic AND its actor.
 
     An id already in the store is decided before training starts (`plan_rerun`): the same finished run is kept as
     stored ("already trained", reported through `report`); the same run at fewer steps continues with `resume`;
     anything else is refused unless `overwrite` (then the run starts over). An interrupted run resumes from its
-    checkpoint; `fresh` moves the checkpoint aside and starts over."""
+    checkpoint; `fresh` moves the checkpoint aside and starts over.
+
+    `seeds`: train K seeds of the recipe in one process as one batched computation; each member is stored as
+    `ID-s<seed>` (or the default id of its seed) with its own card. `device` ("auto" picks CUDA when present),
+    `precision` ("bf16": bfloat16 autocast), `compile` (torch.compile the losses). `save_every` N also stores the
+    networks every N steps as `<id>-step<N>` (card: origin.steps, origin.checkpoint_of), for evaluating the run
+    afterwards (`mdhub eval-run`)."""
     if algo not in GUIDANCE_ALGOS:
         raise MdhubError(f"unknown guidance algorithm '{algo}'; known: {', '.join(GUIDANCE_ALGOS)}")
     _check_steps(steps, budget)
+    dev, precision, members, ensemble = _compute(device, precision, seed, seeds, save_every)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
@@ -339,33 +370,60 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
     critic_arch, backbone = recipe.critic_arch, recipe.backbone
     if critic_arch is None:
         raise MdhubError(f"recipe '{recipe.name}' trains no critic")
-    actor_id = (f"{module_id}-actor" if module_id else default_id("joint-actor", algo, ds, seed))
-    module_id = module_id or default_id("guidance", algo, ds, seed)
-    torch.manual_seed(seed)  # the networks' initial weights follow the run's seed, whatever ran before in this process
-    critic = build(critic_arch, "guidance", _arch_config(critic_arch, ds, recipe.critic_config, budget.hidden))
-    model = None
-    if backbone:
-        model = build(backbone, "diffusion", _arch_config(backbone, ds, recipe.backbone_config, budget.hidden))
-    run_tag = f"{critic.cfg.model_dump_json()}|{model.cfg.model_dump_json() if model else ''}"
-    run_folder = _run_dir(module_id)
-    fresh, replace, done = plan_rerun(store, [module_id] + ([actor_id] if backbone else []), run_folder, recipe, ds,
-                                      seed, run_tag, overwrite, fresh, resume, report)
+    ids = member_ids(module_id, "guidance", algo, ds, members, ensemble)
+    actor_ids = ([f"{module_id}-s{s}-actor" if ensemble else f"{module_id}-actor" for s in members] if module_id
+                 else [default_id("joint-actor", algo, ds, s) for s in members])
+    critics, models = [], []
+    for s in members:
+        torch.manual_seed(s)  # the initial weights follow the member's seed, whatever ran before in this process
+        critics.append(build(critic_arch, "guidance", _arch_config(critic_arch, ds, recipe.critic_config,
+                                                                  budget.hidden)))
+        if backbone:
+            models.append(build(backbone, "diffusion", _arch_config(backbone, ds, recipe.backbone_config,
+                                                                   budget.hidden)))
+    run_tag = f"{critics[0].cfg.model_dump_json()}|{models[0].cfg.model_dump_json() if models else ''}"
+    run_tag += f"|seeds={members}" if ensemble else ""
+    run_folder = _run_dir(_run_name(ids, module_id, ensemble))
+    fresh, replace, done = plan_rerun(store, ids + (actor_ids if backbone else []), run_folder, recipe, ds,
+                                      members[0], run_tag, overwrite, fresh, resume, report)
     if done is not None:
         return done
-    eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and model is not None) else None
-    result = run(recipe, ds, critic=critic, model=model, seed=seed, eval_fn=eval_fn, eval_every=budget.eval_every,
-                 run_dir=run_folder, checkpoint_every=budget.checkpoint_every, progress=progress,
-                 run_tag=run_tag, fresh=fresh, log_every=budget.log_every)
-    write_curve(run_folder, result, f"{module_id} ({recipe.name})")
-    stats = value_stats(critic, ds)
-    g = store.save(critic, guidance_card(module_id, critic_arch, critic, ds, recipe, seed, result, stats),
-                   overwrite=overwrite or replace)
-    out = [g]
-    if backbone and model is not None:
-        out.append(store.save(result.model, diffusion_card(actor_id, backbone, result.model, ds, recipe, seed,
-                                                           result, g, "The actor of a joint DQL run."),
-                              overwrite=overwrite or replace))
-    return out
+    info = RunInfo(device=device_name(dev), precision=precision)
+    reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
+
+    def store_members(step: int | None, cs: list[Any] | None, ms: list[Any] | None,
+                      result: TrainResult) -> list[StoredModule]:
+        out: list[StoredModule] = []
+        for k, s in enumerate(members):
+            assert cs is not None
+            at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
+            suffix = f"-step{step}" if step is not None else ""
+            critic = _to_cpu(cs[k], copy_it=step is not None)
+            metrics = _member_metrics(result, k, step)
+            g = _save(store, critic, guidance_card(ids[k] + suffix, critic_arch, critic, ds, recipe, s, result,
+                                                   value_stats(critic, ds), info=at, metrics=metrics),
+                      overwrite or replace, ids[k] if step is not None else None)
+            out.append(g)
+            if backbone and ms is not None:
+                model = _to_cpu(ms[k], copy_it=step is not None)
+                out.append(_save(store, model, diffusion_card(actor_ids[k] + suffix, backbone, model, ds, recipe, s,
+                                                              result, g, "The actor of a joint DQL run.", info=at,
+                                                              metrics=metrics),
+                                 overwrite or replace, actor_ids[k] if step is not None else None))
+        return out
+
+    def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
+        store_members(step, cs, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
+
+    eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and backbone) else None
+    result = run(recipe, ds, critic=critics if ensemble else critics[0],
+                 model=(models if ensemble else models[0]) if models else None, seed=members[0], eval_fn=eval_fn,
+                 eval_every=budget.eval_every, run_dir=run_folder, checkpoint_every=budget.checkpoint_every,
+                 progress=progress, run_tag=run_tag, fresh=fresh, log_every=budget.log_every,
+                 seeds=members if ensemble else None, device=dev, precision=precision, compile=compile,
+                 save_every=save_every, on_save=on_save if save_every else None)
+    _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
+    return store_members(None, result.critics, result.models, result)
 
 
 def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | StoredModule | None = None,
@@ -373,7 +431,9 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
                     store: Store | None = None, budget: Budget | None = None, progress: bool = True,
                     backbone: str | None = None, eval_fn_factory: EvalFnFactory | None = None,
                     recipe_overrides: dict[str, Any] | None = None, overwrite: bool = False,
-                    fresh: bool = False, resume: bool = False, report: Report | None = None) -> list[StoredModule]:
+                    fresh: bool = False, resume: bool = False, report: Report | None = None,
+                    seeds: list[int] | None = None, device: str = "auto", precision: str = "fp32",
+                    compile: bool = False, save_every: int = 0) -> list[StoredModule]:
     """Train a diffusion policy: under a frozen guidance (guidance-first), jointly (`joint`, DQL), or BC-only.
     Re-runs into a stored id are decided as for `train_guidance` (`plan_rerun`: already trained, `resume`, `fresh`).
 
@@ -390,7 +450,9 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
             raise MdhubError("--joint trains its own critic: give either --guidance or --joint, not both")
         return train_guidance("dql", dataset, steps=steps, seed=seed, module_id=module_id, store=store, budget=budget,
                               progress=progress, eval_fn_factory=eval_fn_factory, recipe_overrides=recipe_overrides,
-                              overwrite=overwrite, fresh=fresh, resume=resume, report=report)
+                              overwrite=overwrite, fresh=fresh, resume=resume, report=report, seeds=seeds,
+                              device=device, precision=precision, compile=compile, save_every=save_every)
+    dev, precision, members, ensemble = _compute(device, precision, seed, seeds, save_every)
     store = store or Store()
     budget = budget or Budget()
     ds = resolve_dataset(dataset)
@@ -426,24 +488,116 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
     elif recipe.needs_guidance:
         hint = " (or --joint)" if train_mode.name == "q_loss" else ""
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")
-    module_id = module_id or default_id("diffusion", algo, ds, seed)
+    ids = member_ids(module_id, "diffusion", algo, ds, members, ensemble)
     extra = dict(recipe.backbone_config)
     if recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
         extra["weight_tau"] = (g.card.guidance.expectile if g is not None and g.card.guidance else None) or 0.7
-    torch.manual_seed(seed)  # the initial weights follow the run's seed, whatever ran before in this process
-    model = build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden))
-    run_tag = f"{g.card.ref().sha256 if g else ''}|{model.cfg.model_dump_json()}"
-    run_folder = _run_dir(module_id)
-    fresh, replace, done = plan_rerun(store, [module_id], run_folder, recipe, ds, seed, run_tag, overwrite, fresh,
+    models = []
+    for s in members:
+        torch.manual_seed(s)  # the initial weights follow the member's seed, whatever ran before in this process
+        models.append(build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden)))
+    run_tag = f"{g.card.ref().sha256 if g else ''}|{models[0].cfg.model_dump_json()}"
+    run_tag += f"|seeds={members}" if ensemble else ""
+    run_folder = _run_dir(_run_name(ids, module_id, ensemble))
+    fresh, replace, done = plan_rerun(store, ids, run_folder, recipe, ds, members[0], run_tag, overwrite, fresh,
                                       resume, report)
     if done is not None:
         return done
-    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=model, guidance=g, dataset=ds,
+    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=models[0], guidance=g, dataset=ds,
                                                      store=store, progress=progress))
+    info = RunInfo(device=device_name(dev), precision=precision)
+    reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
+
+    def store_members(step: int | None, ms: list[Any] | None, result: TrainResult) -> list[StoredModule]:
+        assert ms is not None
+        out: list[StoredModule] = []
+        for k, s in enumerate(members):
+            at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
+            model = _to_cpu(ms[k], copy_it=step is not None)
+            card = diffusion_card(ids[k] + (f"-step{step}" if step is not None else ""), backbone, model, ds, recipe,
+                                  s, result, g, info=at, metrics=_member_metrics(result, k, step))
+            out.append(_save(store, model, card, overwrite or replace, ids[k] if step is not None else None))
+        return out
+
+    def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
+        store_members(step, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
+
     eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
-    result = run(recipe, ds, model=model, guidance=loop_guidance, seed=seed, eval_fn=eval_fn,
-                 eval_every=budget.eval_every, run_dir=run_folder, checkpoint_every=budget.checkpoint_every,
-                 progress=progress, targets=targets, run_tag=run_tag, fresh=fresh, log_every=budget.log_every)
-    write_curve(run_folder, result, f"{module_id} ({recipe.name})")
-    card = diffusion_card(module_id, backbone, result.model, ds, recipe, seed, result, g)
-    return [store.save(result.model, card, overwrite=overwrite or replace)]
+    result = run(recipe, ds, model=models if ensemble else models[0], guidance=loop_guidance, seed=members[0],
+                 eval_fn=eval_fn, eval_every=budget.eval_every, run_dir=run_folder,
+                 checkpoint_every=budget.checkpoint_every, progress=progress, targets=targets, run_tag=run_tag,
+                 fresh=fresh, log_every=budget.log_every, seeds=members if ensemble else None, device=dev,
+                 precision=precision, compile=compile, save_every=save_every,
+                 on_save=on_save if save_every else None)
+    _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
+    return store_members(None, result.models, result)
+
+
+# ----------------------------------------------------------------------------------------------- runs of many seeds
+def _compute(device: str, precision: str, seed: int, seeds: list[int] | None,
+             save_every: int) -> tuple[torch.device, Precision, list[int], bool]:
+    """Validate where and how a run computes: (device, precision, the members' seeds, whether an ensemble)."""
+    dev = resolve_device(device)
+    prec = check_precision(precision, dev)
+    if save_every < 0:
+        raise MdhubError(f"save_every must be 0 (no checkpoint modules) or a step count, got {save_every}")
+    if seeds is None:
+        return dev, prec, [seed], False
+    members = [int(s) for s in seeds]
+    if not members:
+        raise MdhubError("seeds: give at least one seed")
+    if any(s < 0 for s in members) or len(set(members)) != len(members):
+        raise MdhubError(f"seeds must be distinct non-negative integers, got {members}")
+    return dev, prec, members, True
+
+
+def member_ids(module_id: str | None, kind: str, algo: str, ds: OfflineDataset, seeds: list[int],
+               ensemble: bool) -> list[str]:
+    """The ids a run stores: one (a single seed: ID, or the default id) or `ID-s<seed>` per member."""
+    if not ensemble:
+        return [module_id or default_id(kind, algo, ds, seeds[0])]
+    return [f"{module_id}-s{s}" if module_id else default_id(kind, algo, ds, s) for s in seeds]
+
+
+def _run_name(ids: list[str], module_id: str | None, ensemble: bool) -> str:
+    if not ensemble:
+        return ids[0]
+    return f"{module_id or ids[0]}-ensemble{len(ids)}"
+
+
+def _to_cpu(net: Any, copy_it: bool) -> Any:
+    """A network on the CPU for storing (a copy when training goes on: checkpoints)."""
+    import copy
+
+    out = copy.deepcopy(net) if copy_it else net
+    return out.to("cpu").eval()
+
+
+def _member_metrics(result: TrainResult, k: int, step: int | None) -> dict[str, Any]:
+    """Member k's card metrics: the run's shared figures and its own last learning-curve point."""
+    if step is not None:
+        return {"checkpoint_step": step}
+    metrics = {key: v for key, v in result.metrics.items() if not key.startswith("curve_")}
+    curve = result.member_curve(k)
+    if curve:
+        metrics.update({f"curve_{key}": v for key, v in curve[-1].items() if key not in ("step", "wall_time_s")})
+    return metrics
+
+
+def _save(store: Store, net: Any, card: ModuleCard, overwrite: bool, checkpoint_of: str | None) -> StoredModule:
+    """Store a module; a checkpoint module of the same run (same `checkpoint_of`) is replaced without --force."""
+    if checkpoint_of is not None and store.contains(card.id):
+        overwrite = overwrite or store.card(card.id).origin.checkpoint_of == checkpoint_of
+    return store.save(net, card, overwrite=overwrite)
+
+
+def _write_curves(run_folder: Path, result: TrainResult, members: list[int], ensemble: bool, recipe: str,
+                  ids: list[str]) -> None:
+    if not ensemble:
+        write_curve(run_folder, result, f"{ids[0]} ({recipe})")
+        return
+    for k, s in enumerate(members):
+        curve = result.member_curve(k)
+        if curve:
+            write_curve(run_folder, TrainResult(critic=None, model=None, reward=result.reward, curve=curve),
+                        f"{ids[k]} ({recipe}, seed {s})", stem=f"curve-s{s}")

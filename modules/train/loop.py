@@ -246,7 +246,7 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | list[IQLCritic] | None = No
     reward = reward_scale_for(recipe.reward_transform, np.asarray(dataset.episode_returns()))
     batches = Batches(dataset, reward, device=device, seed=seed, seeds=seeds)
     rng = Rng(seeds if seeds is not None else seed, device)
-    nets: list[torch.nn.Module] = [*(critics or []), *(models or [])]
+    nets: list[Any] = [*(critics or []), *(models or [])]
     if recipe.obs_normalize:
         mean, std = batches.obs_stats()
         for net in nets:
@@ -350,7 +350,7 @@ def run(recipe: Recipe, dataset, critic: IQLCritic | list[IQLCritic] | None = No
                         info={"run_key": run_key, "run": run_id, "step": step, "steps": recipe.steps})
         last_ckpt = step
 
-    def networks(k: int) -> tuple[IQLCritic | None, DiffusionModel | None]:
+    def networks(k: int) -> tuple[Any, Any]:
         """Member k's critic and EMA model as plain modules (a single run: the live ones)."""
         c = parts["critic"].member("critic", k) if "critic" in parts else None
         m = parts["diffusion"].member("ema", k) if "diffusion" in parts else None

@@ -234,6 +234,8 @@ def _members_of(x: M | Sequence[M]) -> tuple[M, list[M] | None]:
 class IQLUpdate(Update):
     """Policy-free TD on one critic, or on K critics at once (a list)."""
 
+    loss_module: IQLLoss
+
     def __init__(self, critic: IQLCritic | Sequence[IQLCritic], lr: float = 3e-4, discount: float = 0.99,
                  expectile: float = 0.7, tau: float = 0.005, rng: Rng | None = None, precision: str = "fp32"):
         template, members = _members_of(critic)
@@ -264,7 +266,8 @@ class IQLUpdate(Update):
         return {"critic": self._sub_state("critic"), "target": self._sub_state("target"), "opt": self.opt.state_dict()}
 
     def load(self, s: dict) -> None:
-        self._load_sub("critic", s["critic"]), self._load_sub("target", s["target"])
+        self._load_sub("critic", s["critic"])
+        self._load_sub("target", s["target"])
         self.opt.load_state_dict(s["opt"])
 
 
@@ -294,6 +297,8 @@ class DQLCriticLoss(nn.Module):
 
 class DQLCriticUpdate(Update):
     """The critic of joint DQL; `actor` is the diffusion update whose EMA model draws the next actions."""
+
+    loss_module: DQLCriticLoss
 
     def __init__(self, critic: IQLCritic | Sequence[IQLCritic], actor: DiffusionUpdate, lr: float = 3e-4,
                  discount: float = 0.99, tau: float = 0.005, grad_clip: float | None = None,
@@ -336,7 +341,8 @@ class DQLCriticUpdate(Update):
         return {"critic": self._sub_state("critic"), "target": self._sub_state("target"), "opt": self.opt.state_dict()}
 
     def load(self, s: dict) -> None:
-        self._load_sub("critic", s["critic"]), self._load_sub("target", s["target"])
+        self._load_sub("critic", s["critic"])
+        self._load_sub("target", s["target"])
         self.opt.load_state_dict(s["opt"])
 
 
@@ -351,7 +357,9 @@ class DiffusionLoss(nn.Module):
 
     def __init__(self, model: DiffusionModel, guidance: IQLCritic | None, eta: float, targets: TargetFn):
         super().__init__()
-        self.model, self.guidance, self.eta, self.targets = model, guidance, eta, targets
+        self.model: DiffusionModel = model
+        self.guidance: IQLCritic | None = guidance
+        self.eta, self.targets = eta, targets
 
     def q_loss(self, obs: torch.Tensor, d: Tensors) -> torch.Tensor:
         assert self.guidance is not None  # drawn only with a guidance
@@ -379,6 +387,7 @@ class DiffusionUpdate(Update):
     trains BC-only until that step. An EMA copy of the model is kept and is what gets stored and sampled."""
 
     reads_tracked = False
+    loss_module: DiffusionLoss
 
     def __init__(self, model: DiffusionModel | Sequence[DiffusionModel], lr: float = 3e-4,
                  guidance: IQLCritic | Sequence[IQLCritic] | None = None, eta: float = 0.0,
@@ -421,7 +430,7 @@ class DiffusionUpdate(Update):
         """Joint training: the q_loss reads the live critic of `critic_update` (detached: the actor's loss does not
         train the critic)."""
         self._live_guidance = critic_update
-        self.loss_module.guidance = critic_update.loss_module.critic
+        self.loss_module.guidance = critic_update.loss_module.critic  # type: ignore[assignment]
 
     def _externals(self) -> Tensors:
         if self._live_guidance is not None:
@@ -494,7 +503,8 @@ class DiffusionUpdate(Update):
         return super().member(name, k)
 
     def load(self, s: dict) -> None:
-        self._load_sub("model", s["model"]), self._load_sub("ema", s["ema"])
+        self._load_sub("model", s["model"])
+        self._load_sub("ema", s["ema"])
         self.opt.load_state_dict(s["opt"])
         if self.sched is not None and "sched" in s:
             self.sched.load_state_dict(s["sched"])
