@@ -15,11 +15,17 @@ if TYPE_CHECKING:
 
 
 def fit_v(g: StoredModule, store: Store | None = None, dataset: OfflineDataset | str | None = None, steps: int = 2000,
-          batch_size: int = 256, lr: float = 3e-4, seed: int = 0, progress: bool = False) -> StoredModule:
+          batch_size: int = 256, lr: float = 3e-4, seed: int = 0, progress: bool = False,
+          device: str | torch.device | None = None) -> StoredModule:
     """A copy of guidance `g` with a V head fitted to its frozen Q: L = expectile(Q(s, a) - V(s)) on its dataset.
-    Stored as '<id>-fitted-v' with `v_fitted: true` on its card (reused when already there and current)."""
+    Stored as '<id>-fitted-v' with `v_fitted: true` on its card (reused when already there and current).
+    `device` ("cpu", "auto", "cuda[:N]", "mps"; default: where `g` is): where the fit runs, the dataset resident
+    there; the returned module's network is on that device."""
     from hub.datasets import resolve_dataset
+    from modules.device import resolve_device
+    from modules.policy import module_device
 
+    dev = resolve_device(device) if device is not None else module_device(g.net)
     store = store or Store()
     card = g.card
     spec = card.guidance
@@ -30,6 +36,7 @@ def fit_v(g: StoredModule, store: Store | None = None, dataset: OfflineDataset |
         existing = store.load(new_id)
         if existing.card.origin.trained_with_guidance and existing.card.origin.trained_with_guidance.sha256 == \
                 card.ref().sha256:
+            existing.net.to(dev)
             return existing
     if dataset is None:
         if card.interface.dataset is None:
@@ -42,13 +49,14 @@ def fit_v(g: StoredModule, store: Store | None = None, dataset: OfflineDataset |
     if unexpected or any(not k.startswith("v_net.") for k in missing):
         raise CompatibilityError(f"cannot fit V to '{card.id}': its architecture has no V head to add")
     torch.manual_seed(seed)
-    obs = torch.as_tensor(ds.observations)
-    act = torch.as_tensor(ds.actions).clamp(-1, 1)
+    net.to(dev)
+    obs = torch.as_tensor(ds.observations).to(dev)
+    act = torch.as_tensor(ds.actions).to(dev).clamp(-1, 1)
     opt = torch.optim.Adam(net.v_net.parameters(), lr=lr)
     tau = spec.expectile or 0.7
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)  # the batch indices: the same on every device
     for _ in range(steps):
-        idx = torch.randint(0, len(obs), (batch_size,), generator=gen)
+        idx = torch.randint(0, len(obs), (batch_size,), generator=gen).to(dev)
         with torch.no_grad():
             q = net.q(obs[idx], act[idx])
         loss = expectile_loss(q - net.v(obs[idx]), tau)

@@ -4,6 +4,8 @@
     action = policy.act(obs)            # (obs_dim,) or (B, obs_dim)
     policy.save("my-policy")            # a `policy` card: its parts by id + sha256, never copies of weights
     policy = hub.load_policy("my-policy")   # loads the parts, re-checks sha256 and compatibility
+    policy = hub.combine(..., device="auto")  # the parts moved once onto a device (cuda when present); act(obs)
+                                              # still takes and returns numpy (act_tensor: device tensors)
 
     hub.combine("idql-g", "dql_mlp", train=TrainSpec(dataset="hopper-bullet-medium", steps=5000))  # guidance-first
 
@@ -27,7 +29,10 @@ from hub.registry import registry
 from hub.store import WEIGHTS, Store, StoredModule
 
 if TYPE_CHECKING:
+    import torch
+
     from modules.policy import GuidedPolicy
+
 
 
 class TrainSpec(BaseModel):
@@ -59,10 +64,29 @@ def sampling_config(mode: str, settings: dict[str, Any]) -> SamplingConfig:
     return SamplingConfig(mode, **settings)
 
 
-def build_runtime(cfg: SamplingConfig, d: StoredModule, g: StoredModule | None) -> Any:
-    """The policy runtime of a sampling mode: the mode table's builder, with the mode's validated settings."""
+def to_device(m: StoredModule | None, device: str | torch.device | None) -> StoredModule | None:
+    """Move a loaded module's network onto `device` (in place, once; `auto`, `cpu`, `cuda[:N]`, `mps` or a
+    torch.device; None leaves it where it is). Returns the module. DeviceError (one line) where there is none."""
+    if m is None or m.net is None or device is None:
+        return m
+    from modules.device import resolve_device
+
+    m.net.to(resolve_device(device))
+    return m
+
+
+def build_runtime(cfg: SamplingConfig, d: StoredModule, g: StoredModule | None,
+                  device: str | torch.device | None = None) -> Any:
+    """The policy runtime of a sampling mode: the mode table's builder, with the mode's validated settings. With
+    `device`, the parts are moved there first, so the runtime computes on it (act(numpy) moves only the batch)."""
     build = cfg.spec.build
     assert build is not None  # the mode table refuses a sampling mode without `build`
+    if device is not None:
+        from modules.device import resolve_device
+
+        dev = resolve_device(device)
+        to_device(d, dev)
+        to_device(g, dev)
     return build(d, g, cfg.params)
 
 
@@ -99,6 +123,14 @@ class CombinedPolicy:
         return self.runtime.act(obs)
 
     __call__ = act
+
+    @property
+    def device(self) -> torch.device:
+        """Where the policy computes: its diffusion part's device."""
+        from modules.policy import module_device
+
+        d = self.parts.get("diffusion")
+        return module_device(d.net) if d is not None and d.net is not None else module_device(self.runtime.model)
 
     def __repr__(self) -> str:
         p = self.card.policy
@@ -144,7 +176,8 @@ def _default_id(d: StoredModule, g: StoredModule | None, mode: str) -> str:
 def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, mode: str = "resample",
             infer_guidance: str | StoredModule | None = None, train: TrainSpec | None = None,
             module_id: str | None = None, store: Store | None = None, progress: bool = True,
-            save: bool = False, overwrite: bool = False, **sampling: Any) -> CombinedPolicy:
+            save: bool = False, overwrite: bool = False, device: str | torch.device = "cpu",
+            **sampling: Any) -> CombinedPolicy:
     """Recombine a guidance with a diffusion module (or, with `train`, a backbone architecture to train under it).
 
     `guidance` is the training guidance of record (and the sampling guidance unless `infer_guidance` is given:
@@ -152,7 +185,12 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
     the result with `hub.evaluate(policy)`. Raises CompatibilityError with the reasons when the pairing is unsound;
     nothing is written then.
     `overwrite` lets the trained module and the policy card replace different modules stored under their ids.
+    `device` ("cpu", "auto", "cuda[:N]", "mps"): where the policy computes (and a fitted V head is fitted); the
+    parts are moved there once. Asking for a device this machine lacks is a DeviceError (one line).
     """
+    from modules.device import resolve_device
+
+    dev = resolve_device(device)  # an impossible device fails before anything is loaded or trained
     store = store or Store()
     cfg = sampling_config(mode, sampling)
     g = _module(guidance, store)
@@ -176,8 +214,8 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
     if ig is not None and _needs_fit_v(report):
         from hub.adapters import fit_v
 
-        ig = fit_v(ig, store=store, progress=progress)
-    runtime = build_runtime(cfg, d, ig)
+        ig = fit_v(ig, store=store, progress=progress, device=dev)
+    runtime = build_runtime(cfg, d, ig, dev)
     train_ref = d.card.origin.trained_with_guidance or (g.card.ref() if g else None)
     card = policy_card(module_id or _default_id(d, ig, cfg.mode), d, train_ref, ig, cfg, adapters)
     parts = {"diffusion": d, **({"infer_guidance": ig} if ig else {})}
@@ -241,8 +279,13 @@ def _verify_part(ref: ModuleRef, store: ModuleLoader, role: str, policy_id: str)
     return part
 
 
-def load_policy(ref: str | StoredModule, store: ModuleLoader | None = None) -> CombinedPolicy:
-    """Load a stored policy card: load its parts, verify their sha256 (lineage), re-check, rebuild the runtime."""
+def load_policy(ref: str | StoredModule, store: ModuleLoader | None = None,
+                device: str | torch.device = "cpu") -> CombinedPolicy:
+    """Load a stored policy card: load its parts, verify their sha256 (lineage), re-check, rebuild the runtime on
+    `device` (the parts are moved there once; "auto" picks cuda when present)."""
+    from modules.device import resolve_device
+
+    dev = resolve_device(device)
     store = store or Store()
     stored = ref if isinstance(ref, StoredModule) else store.load(ref)
     card = stored.card
@@ -255,7 +298,7 @@ def load_policy(ref: str | StoredModule, store: ModuleLoader | None = None) -> C
     cfg = SamplingConfig.from_card(p.mode, dict(p.params), f"policy '{card.id}'")
     report = check(ig.card if ig else None, d.card, p.mode, settings=cfg.params)
     report.raise_if_incompatible()
-    runtime = build_runtime(cfg, d, ig)
+    runtime = build_runtime(cfg, d, ig, dev)
     return CombinedPolicy(card=card, runtime=runtime, report=report,
                           parts={"diffusion": d, **({"infer_guidance": ig} if ig else {})})
 

@@ -25,6 +25,7 @@ __all__ = [
     "make_env",
     "normalized_score",
     "rollout",
+    "rollout_lengths",
     "quiet_stdout",
 ]
 
@@ -172,13 +173,28 @@ def rollout(
     ``on_episode(index, return)`` is called as each episode ends (progress reports).
     Returns ``returns: (n_episodes,) float64`` in episode order.
     """
+    return rollout_lengths(policy_fn, env, n_episodes, seed, max_steps, n_envs, on_episode)[0]
+
+
+def rollout_lengths(
+    policy_fn: PolicyFn,
+    env: str | EnvSpec,
+    n_episodes: int,
+    seed: int = 0,
+    max_steps: int | None = None,
+    n_envs: int | None = None,
+    on_episode: Callable[[int, float], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`rollout`, also counting environment steps: -> (returns (n_episodes,) float64, lengths (n_episodes,) int64),
+    both in episode order."""
     spec = env_spec(env)
     if n_episodes <= 0:
-        return np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
     horizon = int(max_steps) if max_steps is not None else spec.max_episode_steps
     width = max(1, min(n_episodes, n_envs or 16))
     envs = [make_env(spec, seed=None, max_episode_steps=horizon) for _ in range(width)]
     returns = np.zeros(n_episodes, dtype=np.float64)
+    lengths = np.zeros(n_episodes, dtype=np.int64)
     try:
         next_ep = 0
         slot_ep: list[int | None] = [None] * width
@@ -207,6 +223,7 @@ def rollout(
             for a, s in zip(acts, live, strict=True):
                 o, r, term, trunc, _ = envs[s].step(a)
                 returns[slot_ep[s]] += float(r)
+                lengths[slot_ep[s]] += 1
                 obs[s] = o
                 if term or trunc:
                     ep = slot_ep[s]
@@ -216,4 +233,4 @@ def rollout(
     finally:
         for e in envs:
             e.close()
-    return returns
+    return returns, lengths

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import data, demo, plot, share, store, train
+from hub.cli import data, demo, plot, runs, share, store, train
 
 
 def _version(value: bool) -> None:
@@ -52,6 +52,7 @@ def _root(
 # plot, push, pull (then search)
 for _module in (store, demo, data, train, plot, share):
     _module.register(app)
+runs.register(app)  # eval-run: a training run's checkpoints, evaluated after training
 
 
 def main() -> None:
