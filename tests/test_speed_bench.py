@@ -29,6 +29,30 @@ def ref():
         sys.path.remove(str(BENCH))
 
 
+@pytest.fixture(scope="module")
+def speed():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import speed
+
+        yield speed
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def test_options_reach_our_side(speed):
+    """--precision and --ensemble batched build and step (compile is left out here: slow to compile on CPU);
+    what build_ours cannot honour is refused, not ignored."""
+    cpu = torch.device("cpu")
+    dims = speed.Dims(batch=8, ensemble_k=2, ensemble_step="joint")
+    batched = speed.build_ours("ensemble", cpu, {"ensemble": "batched"}, dims)
+    assert batched.units == 2 and batched.unit == "seed-steps/s"
+    batched.fn()
+    speed.build_ours("guidance_first", cpu, {"precision": "bf16"}, dims).fn()
+    with pytest.raises(speed.OptionNotWired):
+        speed.build_ours("select_1", cpu, {"compile": True}, dims)
+
+
 def test_quick_run_reports_every_kind(tmp_path):
     out = tmp_path / "speed.json"
     proc = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--quick", "--threads", "1", "--device", "cpu",
