@@ -383,7 +383,7 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
                                                                    budget.hidden)))
     run_tag = f"{critics[0].cfg.model_dump_json()}|{models[0].cfg.model_dump_json() if models else ''}"
     run_tag += f"|seeds={members}" if ensemble else ""
-    run_folder = _run_dir(_run_name(ids, module_id, ensemble))
+    run_folder = _run_dir(run_name(ids, ensemble))
     fresh, replace, done = plan_rerun(store, ids + (actor_ids if backbone else []), run_folder, recipe, ds,
                                       members[0], run_tag, overwrite, fresh, resume, report)
     if done is not None:
@@ -498,7 +498,7 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
         models.append(build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden)))
     run_tag = f"{g.card.ref().sha256 if g else ''}|{models[0].cfg.model_dump_json()}"
     run_tag += f"|seeds={members}" if ensemble else ""
-    run_folder = _run_dir(_run_name(ids, module_id, ensemble))
+    run_folder = _run_dir(run_name(ids, ensemble))
     fresh, replace, done = plan_rerun(store, ids, run_folder, recipe, ds, members[0], run_tag, overwrite, fresh,
                                       resume, report)
     if done is not None:
@@ -559,10 +559,9 @@ def member_ids(module_id: str | None, kind: str, algo: str, ds: OfflineDataset, 
     return [f"{module_id}-s{s}" if module_id else default_id(kind, algo, ds, s) for s in seeds]
 
 
-def _run_name(ids: list[str], module_id: str | None, ensemble: bool) -> str:
-    if not ensemble:
-        return ids[0]
-    return f"{module_id or ids[0]}-ensemble{len(ids)}"
+def run_name(ids: list[str], ensemble: bool) -> str:
+    """The run folder's name (under $MDHUB_HOME/runs): the module id, or `<first member's id>-ensemble<K>`."""
+    return f"{ids[0]}-ensemble{len(ids)}" if ensemble else ids[0]
 
 
 def _to_cpu(net: Any, copy_it: bool) -> Any:

@@ -2,6 +2,8 @@
 bf16 and device options behave."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -132,3 +134,25 @@ def test_bad_seeds_are_one_line(toy):
         hub.train_guidance("iql", toy, steps=5, seeds=[1, 1], progress=False)
     with pytest.raises(MdhubError, match="at least one"):
         hub.train_guidance("iql", toy, steps=5, seeds=[], progress=False)
+
+
+def test_cli_seeds_save_every_and_device(toy):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.datasets import dataset_path
+
+    toy.save(dataset_path("toy-8g"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "guidance", "--algo", "iql", "--dataset", "toy-8g", "--steps", "10",
+                            "--seeds", "0-1", "--save-every", "5", "--hidden", "16", "--device", "cpu", "--json"])
+    assert r.exit_code == 0, r.output
+    ids = [m["id"] for m in json.loads(r.stdout)["modules"]]
+    assert ids == ["iql-critic-toy-8g-s0", "iql-critic-toy-8g-s1"]
+    assert hub.load("iql-critic-toy-8g-s1-step5").card.origin.checkpoint_of == "iql-critic-toy-8g-s1"
+    for argv, line in ((["--device", "cuda:3"], "no CUDA GPU" if not torch.cuda.is_available() else "GPU"),
+                       (["--device", "tpu"], "unknown device 'tpu'"),
+                       (["--precision", "fp8"], "unknown precision 'fp8'"),
+                       (["--seeds", "1", "--seed", "2"], "not both")):
+        r = runner.invoke(app, ["train", "guidance", "--algo", "iql", "--dataset", "toy-8g", "--steps", "5", *argv])
+        assert r.exit_code == 1 and line in r.output and "Traceback" not in r.output, r.output

@@ -39,6 +39,16 @@ CHECKPOINT_EVERY_OPTION = typer.Option(1000, "--checkpoint-every", min=0,
                                        help="Checkpoint every N steps (0: at the end only).")
 LOG_EVERY_OPTION = typer.Option(100, "--log-every", min=1, help="Log losses, learning rates and steps/s every N "
                                 "steps (runs/ID/scalars.csv, .jsonl).")
+DEVICE_HELP = "Where to compute: auto (CUDA when present), cpu, cuda, cuda:N or mps."
+DEVICE_OPTION = typer.Option("auto", "--device", help=DEVICE_HELP)
+PRECISION_OPTION = typer.Option("fp32", "--precision", help="fp32, or bf16 (bfloat16 autocast: matmuls in bf16, "
+                                "weights and optimizer state in fp32).")
+COMPILE_OPTION = typer.Option(False, "--compile", help="Compile the training step with torch.compile (pays on long "
+                              "runs; the first steps wait for the compiler).")
+SEEDS_OPTION = typer.Option(None, "--seeds", help="Train several seeds at once as one batched computation, e.g. "
+                            "'0,1,2,3' or '0-7'; each member is stored as ID-s<SEED> (instead of --seed).")
+SAVE_EVERY_OPTION = typer.Option(0, "--save-every", min=0, help="Also store the networks every N steps as modules "
+                                 "ID-step<N> (evaluate them afterwards with `mdhub eval-run ID`; 0: never).")
 FORCE_OPTION = typer.Option(False, "--force", help="Replace a module already stored under the id (also one that "
                             "stored policies reference).")
 
@@ -119,6 +129,12 @@ def _interrupted(ctx: typer.Context, e: BaseException) -> NoReturn:
     raise typer.Exit(130)
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option `name` was given on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _overrides(recipe_name: str, config: Path | None, **flags: Any) -> dict[str, Any]:
     """Recipe overrides: the --config file's (checked against recipe `recipe_name`'s settings, errors naming the
     file and the key), then the flags given (a flag wins over the file)."""
@@ -129,6 +145,28 @@ def _overrides(recipe_name: str, config: Path | None, **flags: Any) -> dict[str,
     if data:
         apply_overrides(get_recipe(recipe_name), data, source=str(config))
     return {**data, **{k: v for k, v in flags.items() if v is not None}}
+
+
+def parse_seeds(text: str | None, seed: int, seed_given: bool) -> list[int] | None:
+    """'0,1,2' or '0-3' (or a mix: '0-2,7') -> [0, 1, 2, ...]; None when --seeds is not given."""
+    if text is None:
+        return None
+    if seed_given:
+        raise MdhubError("give --seed (one run) or --seeds (several at once), not both")
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not (lo.isdigit() and (not sep or hi.isdigit())):
+            raise MdhubError(f"--seeds: expected e.g. '0,1,2' or '0-7', got '{text}'")
+        seeds += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    return seeds
+
+
+def _run_id(stored: list[StoredModule], seeds: list[int] | None) -> str:
+    from hub.training import run_name
+
+    return run_name([stored[0].id] + [""] * (len(seeds) - 1), True) if seeds else stored[0].id
 
 
 def _check_eta(algo: str, joint: bool, eta: float | None) -> None:
@@ -173,6 +211,11 @@ def train_guidance_cmd(
     force: bool = FORCE_OPTION,
     fresh: bool = typer.Option(False, "--fresh", help=FRESH_HELP),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    compile_: bool = COMPILE_OPTION,
+    seeds: str | None = SEEDS_OPTION,
+    save_every: int = SAVE_EVERY_OPTION,
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a guidance module (Q, V) by TD learning on an offline dataset."""
@@ -182,15 +225,17 @@ def train_guidance_cmd(
         raise MdhubError(f"--eta weighs a joint DQL actor's Q-loss term; --algo {algo.value} trains no actor")
     overrides = _overrides(GUIDANCE_ALGOS[algo.value], config, critic_lr=lr, eta=eta,
                            **({"lr": lr} if algo.value == "dql" else {}))
+    seed_list = parse_seeds(seeds, seed, _given(ctx, "seed"))
     try:
         stored = train_guidance(algo.value, dataset, steps=steps, seed=seed, module_id=module_id,
                                 budget=Budget(hidden=hidden, batch_size=batch_size, checkpoint_every=checkpoint_every,
                                               log_every=log_every),
                                 recipe_overrides=overrides, overwrite=force, fresh=fresh, resume=resume,
-                                report=_note)
+                                report=_note, seeds=seed_list, device=device, precision=precision, compile=compile_,
+                                save_every=save_every)
     except KeyboardInterrupt as e:
         _interrupted(ctx, e)
-    _print_stored(stored, as_json, run_id=stored[0].id)
+    _print_stored(stored, as_json, run_id=_run_id(stored, seed_list))
 
 
 @train_app.command("diffusion")
@@ -222,6 +267,11 @@ def train_diffusion_cmd(
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Evaluate in the env every N steps (learning "
                                    "curve; 0: never)."),
     eval_episodes: int = typer.Option(3, "--eval-episodes", min=1, help="Episodes per curve point."),
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    compile_: bool = COMPILE_OPTION,
+    seeds: str | None = SEEDS_OPTION,
+    save_every: int = SAVE_EVERY_OPTION,
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Train a diffusion policy: under a frozen guidance (--guidance ID), jointly (--joint), or BC-only (idql).
@@ -234,16 +284,18 @@ def train_diffusion_cmd(
     overrides = _overrides("dql-joint" if joint else DIFFUSION_ALGOS[algo.value], config, lr=lr, eta=eta,
                            **({"critic_lr": lr} if joint else {}))
     factory = curve_evaluator(eval_episodes, progress=True) if eval_every else None
+    seed_list = parse_seeds(seeds, seed, _given(ctx, "seed"))
     try:
         stored = train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
                                  module_id=module_id,
                                  budget=Budget(hidden=hidden, batch_size=batch_size, eval_every=eval_every,
                                                checkpoint_every=checkpoint_every, log_every=log_every),
                                  eval_fn_factory=factory, recipe_overrides=overrides, overwrite=force, fresh=fresh,
-                                 resume=resume, report=_note)
+                                 resume=resume, report=_note, seeds=seed_list, device=device, precision=precision,
+                                 compile=compile_, save_every=save_every)
     except KeyboardInterrupt as e:
         _interrupted(ctx, e)
-    _print_stored(stored, as_json, run_id=stored[0].id)
+    _print_stored(stored, as_json, run_id=_run_id(stored, seed_list))
 
 
 @handles_errors
