@@ -200,6 +200,10 @@ def main() -> None:
             "resample50_parallel_over_serial": round(rate("resample50 parallel") / rate("resample50 serial"), 3),
             "plain_parallel_over_serial": round(rate("plain parallel") / rate("plain serial"), 3),
             "sim_measured_parallel_over_ideal": round(sim["parallel_steps_per_s"] / ideal, 3),
+            # against what the simulator itself reached in `cores` processes on this machine at this moment
+            "resample50_parallel_over_sim_measured_parallel": round(rate("resample50 parallel")
+                                                                    / sim["parallel_steps_per_s"], 3),
+            "plain_parallel_over_sim_measured_parallel": round(rate("plain parallel") / sim["parallel_steps_per_s"], 3),
         },
     }
     out = Path(args.out)

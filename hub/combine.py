@@ -185,8 +185,9 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
     the result with `hub.evaluate(policy)`. Raises CompatibilityError with the reasons when the pairing is unsound;
     nothing is written then.
     `overwrite` lets the trained module and the policy card replace different modules stored under their ids.
-    `device` ("cpu", "auto", "cuda[:N]", "mps"): where the policy computes (and a fitted V head is fitted); the
-    parts are moved there once. Asking for a device this machine lacks is a DeviceError (one line).
+    `device` ("cpu", "auto", "cuda[:N]", "mps"): where the policy computes (and, with `train`, trains; a fitted V
+    head is fitted there too); the parts are moved there once. Asking for a device this machine lacks is a
+    DeviceError (one line).
     """
     from modules.device import resolve_device
 
@@ -196,7 +197,7 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
     g = _module(guidance, store)
     train_report = None
     if train is not None:
-        d, train_report = _train_under(g, diffusion, train, store, progress, overwrite)
+        d, train_report = _train_under(g, diffusion, train, store, progress, overwrite, str(dev))
     else:
         if isinstance(diffusion, str) and not store.contains(diffusion) and diffusion in registry().architectures:
             raise MdhubError(f"'{diffusion}' is an architecture, not a stored module: pass train=TrainSpec(...) "
@@ -226,7 +227,7 @@ def combine(guidance: str | StoredModule | None, diffusion: str | StoredModule, 
 
 
 def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: TrainSpec, store: Store,
-                 progress: bool, overwrite: bool = False) -> tuple[StoredModule, Report]:
+                 progress: bool, overwrite: bool = False, device: str = "cpu") -> tuple[StoredModule, Report]:
     """Guidance-first training of a backbone (architecture id or the architecture of a diffusion module)."""
     from hub.datasets import resolve_dataset
     from hub.training import Budget, algorithm_for, dataset_interface, train_diffusion
@@ -250,7 +251,8 @@ def _train_under(g: StoredModule | None, diffusion: str | StoredModule, spec: Tr
     budget = Budget(hidden=spec.hidden, batch_size=spec.batch_size)
     d = train_diffusion(algo, ds, guidance=g if mode.needs else None, steps=spec.steps,
                         seed=spec.seed, module_id=spec.module_id or (f"{arch_id}-under-{g.id}" if g else None),
-                        store=store, budget=budget, progress=progress, backbone=arch_id, overwrite=overwrite)[0]
+                        store=store, budget=budget, progress=progress, backbone=arch_id, overwrite=overwrite,
+                        device=device)[0]
     if g is not None and not mode.needs:
         # BC-trained backbone: record the guidance it was paired with (it picks among candidates at sampling)
         card = store.update_card(d.id, origin=d.card.origin.model_copy(

@@ -163,7 +163,7 @@ def run_block(runtime: Any, env_id: str, first: int, count: int, seed: int, max_
     # chooses inference_mode itself for everything else
     with _seeded(runtime, block_seed(seed, first)):
         return rollout_lengths(runtime.act, env_id, count, seed=seed + first, max_steps=max_steps,
-                               n_envs=BLOCK, on_episode=on_episode)
+                               n_envs=BLOCK, on_episode=on_episode, keep_envs=True)
 
 
 def _spec(env_id: str) -> Any:

@@ -26,6 +26,7 @@ __all__ = [
     "normalized_score",
     "rollout",
     "rollout_lengths",
+    "close_pooled_envs",
     "quiet_stdout",
 ]
 
@@ -154,6 +155,38 @@ def normalized_score(env: str | EnvSpec, returns: float | np.ndarray) -> float |
 
 PolicyFn = Callable[[np.ndarray], np.ndarray]
 
+# env copies kept for reuse by rollouts with keep_envs=True, by (gym id, episode cap): creating a pybullet env (its
+# physics client and scene) costs about as much as a hundred steps; every episode starts with a seeded reset
+# (restoring the scene's saved state), so a reused copy plays the same episode as a fresh one
+_ENV_POOL: dict[tuple[str, int], list[Any]] = {}
+
+
+def close_pooled_envs() -> None:
+    """Close the env copies kept for reuse (rollout(..., keep_envs=True)); done at exit too."""
+    while _ENV_POOL:
+        _, envs = _ENV_POOL.popitem()
+        for e in envs:
+            with contextlib.suppress(Exception):
+                e.close()
+
+
+def _take_envs(spec: EnvSpec, horizon: int, n: int, keep: bool) -> list[Any]:
+    pooled = _ENV_POOL.get((spec.gym_id, horizon), []) if keep else []
+    taken = [pooled.pop() for _ in range(min(n, len(pooled)))]
+    return taken + [make_env(spec, seed=None, max_episode_steps=horizon) for _ in range(n - len(taken))]
+
+
+def _give_back(spec: EnvSpec, horizon: int, envs: list[Any], keep: bool) -> None:
+    if keep:
+        if not _ENV_POOL:
+            import atexit
+
+            atexit.register(close_pooled_envs)
+        _ENV_POOL.setdefault((spec.gym_id, horizon), []).extend(envs)
+        return
+    for e in envs:
+        e.close()
+
 
 def rollout(
     policy_fn: PolicyFn,
@@ -163,6 +196,7 @@ def rollout(
     max_steps: int | None = None,
     n_envs: int | None = None,
     on_episode: Callable[[int, float], None] | None = None,
+    keep_envs: bool = False,
 ) -> np.ndarray:
     """Run ``n_episodes`` episodes with env copies stepped in lockstep; return their undiscounted returns.
 
@@ -170,10 +204,11 @@ def rollout(
     ``actions: (n, act_dim)``; it is called once per time step. Episode ``i`` is reset with seed ``seed + i``, so
     results do not depend on ``n_envs`` (default: ``min(n_episodes, 16)`` copies at a time). ``max_steps`` caps
     each episode (default: the task's 1000). Actions are clipped to the action space [-1, 1].
-    ``on_episode(index, return)`` is called as each episode ends (progress reports).
+    ``on_episode(index, return)`` is called as each episode ends (progress reports). ``keep_envs``: keep the env
+    copies afterwards for the next rollout of this process (``close_pooled_envs()`` closes them).
     Returns ``returns: (n_episodes,) float64`` in episode order.
     """
-    return rollout_lengths(policy_fn, env, n_episodes, seed, max_steps, n_envs, on_episode)[0]
+    return rollout_lengths(policy_fn, env, n_episodes, seed, max_steps, n_envs, on_episode, keep_envs)[0]
 
 
 def rollout_lengths(
@@ -184,6 +219,7 @@ def rollout_lengths(
     max_steps: int | None = None,
     n_envs: int | None = None,
     on_episode: Callable[[int, float], None] | None = None,
+    keep_envs: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`rollout`, also counting environment steps: -> (returns (n_episodes,) float64, lengths (n_episodes,) int64),
     both in episode order."""
@@ -192,7 +228,8 @@ def rollout_lengths(
         return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
     horizon = int(max_steps) if max_steps is not None else spec.max_episode_steps
     width = max(1, min(n_episodes, n_envs or 16))
-    envs = [make_env(spec, seed=None, max_episode_steps=horizon) for _ in range(width)]
+    envs = _take_envs(spec, horizon, width, keep_envs)
+    ok = False
     returns = np.zeros(n_episodes, dtype=np.float64)
     lengths = np.zeros(n_episodes, dtype=np.int64)
     try:
@@ -230,7 +267,7 @@ def rollout_lengths(
                     if on_episode is not None and ep is not None:
                         on_episode(ep, float(returns[ep]))
                     start(s)
-    finally:
-        for e in envs:
-            e.close()
+        ok = True
+    finally:  # a rollout that failed midway closes its copies rather than keep them
+        _give_back(spec, horizon, envs, keep_envs and ok)
     return returns, lengths

@@ -74,6 +74,22 @@ def test_parallel_equals_serial_and_blocks_split_across_workers(run):
                                             max_steps=STEPS)["return_mean"]
 
 
+def test_reused_env_copies_play_the_episodes_fresh_ones_do():
+    from modules.envs import close_pooled_envs, rollout
+
+    w = np.random.default_rng(0).normal(size=(OBS, ACT)).astype(np.float32)
+
+    def policy(obs):
+        return np.tanh(obs @ w)
+
+    fresh = rollout(policy, "hopper", 3, seed=5, max_steps=STEPS * 3)
+    kept = [rollout(policy, "hopper", n, seed=5, max_steps=STEPS * 3, n_envs=2, keep_envs=True) for n in (3, 3, 2)]
+    close_pooled_envs()
+    np.testing.assert_array_equal(kept[0], fresh)
+    np.testing.assert_array_equal(kept[1], fresh)  # the same copies, again
+    np.testing.assert_array_equal(kept[2], fresh[:2])
+
+
 def test_evaluate_many_refuses_bad_input_in_one_line(run):
     with pytest.raises(NotFoundError, match="no module 'nope'"):
         evaluate_many(["dq", "nope"], episodes=1, store=run)
