@@ -470,6 +470,20 @@ def run_checkpoints(module_id: str, store: Store | None = None) -> list[tuple[in
     return sorted(found, key=lambda sc: (sc[0] is None, sc[0] or 0, sc[1].id != module_id, sc[1].id))
 
 
+def _trained_under(guidance_id: str, store: Store, limit: int = 3) -> list[str]:
+    """Ids of stored diffusion modules (not checkpoints) trained with guidance `guidance_id`."""
+    out = []
+    for e in store.entries("diffusion"):
+        try:
+            card = store.card(e.id)
+        except _USER_ERRORS + (OSError,):
+            continue
+        tg = card.origin.trained_with_guidance
+        if tg is not None and tg.id == guidance_id and card.origin.checkpoint_of is None:
+            out.append(card.id)
+    return sorted(out)[:limit]
+
+
 def evaluate_run(module_id: str, episodes: int = 10, seed: int = 0, workers: int | None = None,
                  device: str | torch.device = "cpu", store: Store | None = None, write: bool = True,
                  max_steps: int | None = None, progress: bool = False) -> dict[str, Any]:
@@ -488,11 +502,17 @@ def evaluate_run(module_id: str, episodes: int = 10, seed: int = 0, workers: int
         try:
             store.card(module_id)
         except NotFoundError as e:
-            raise NotFoundError(f"{e}; and no stored module is a checkpoint of it") from None
+            raise NotFoundError(str(e)) from None
     final = next((c for _, c in found if c.id == module_id), None)
     if final is not None and final.kind == "guidance":
+        users = _trained_under(module_id, store)
+        hint = f" ({', '.join(users)})" if users else ""
         raise MdhubError(f"'{module_id}' is a guidance module: a run of a guidance has no policy to roll out; "
-                         "evaluate the run of a diffusion module trained under it")
+                         f"evaluate the run of a diffusion module trained with it{hint} (a joint run: its actor)")
+    if not checkpoints and final is not None and final.origin.checkpoint_of:
+        raise MdhubError(f"'{module_id}' is a checkpoint (step {final.origin.steps}) of run "
+                         f"'{final.origin.checkpoint_of}': evaluate the run with mdhub eval-run "
+                         f"{final.origin.checkpoint_of}, or this module alone with mdhub eval {module_id}")
     if not checkpoints:
         raise MdhubError(f"run '{module_id}' has no checkpoint modules in the store (cards whose "
                          f"origin.checkpoint_of is '{module_id}'); train with --save-every N to store one every N "

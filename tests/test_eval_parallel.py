@@ -132,7 +132,9 @@ def test_evaluate_run_without_checkpoints_or_module(run):
         evaluate_run("other", episodes=1, store=run)
     with pytest.raises(NotFoundError, match="no module 'missing'"):
         evaluate_run("missing", episodes=1, store=run)
-    with pytest.raises(MdhubError, match="'gq' is a guidance module"):
+    with pytest.raises(MdhubError, match=r"'dq-step20' is a checkpoint \(step 20\) of run 'dq': .*eval-run dq"):
+        evaluate_run("dq-step20", episodes=1, store=run)
+    with pytest.raises(MdhubError, match=r"'gq' is a guidance module.*trained with it \(dq, other\)"):
         evaluate_run("gq", episodes=1, store=run)
 
 
