@@ -18,8 +18,10 @@ import json
 import multiprocessing
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,11 +185,22 @@ def summarise(env_id: str, returns: np.ndarray, lengths: np.ndarray) -> dict[str
 
 def run_episodes(runtime: GuidedPolicy, env_id: str, episodes: int, seed: int = 0,
                  max_steps: int | None = None, progress: bool = False, desc: str = "eval",
-                 leave: bool = True) -> dict[str, float]:
+                 leave: bool = True, device: str | torch.device | None = None) -> dict[str, float]:
     """Roll out `episodes` episodes, block after block (each block's env copies in lockstep, one batched policy
     call per step, its noise seeded by (seed, block)). `progress`: a bar on stderr counting finished episodes, with
-    the running mean return and normalised score. The runtime computes on its own device (see `runtime_for`)."""
+    the running mean return and normalised score. The runtime computes on its own device (see `runtime_for`);
+    `device` moves its diffusion model there first (`runtime.to`; a scorer's critic left elsewhere gets its inputs
+    moved to it and gives its scores back: modules.scores)."""
     spec = _spec(env_id)
+    if device is not None:
+        from modules.device import resolve_device
+
+        dev = resolve_device(device)
+        to = getattr(runtime, "to", None)
+        if not callable(to):
+            raise MdhubError(f"this policy runtime ({type(runtime).__name__}) cannot be moved to {dev}; build it "
+                             "there (runtime_for(..., device=...))")
+        to(dev)
     from tqdm.auto import tqdm
 
     done: list[float] = []
@@ -283,6 +296,16 @@ def _worker_block(ref: str, device: str, first: int, count: int, seed: int,
         return "error", f"{paths}: {e.strerror or e}" if paths else str(e), None
 
 
+def _main_importable() -> bool:
+    """Whether pool workers can import this program's __main__ as spawn and forkserver do (not so for a script read
+    from stdin)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.exists(path)
+
+
 def _pool_context() -> Any:
     """forkserver where the platform has it (workers fork from a clean server: cheap starts, no inherited threads or
     CUDA state), else spawn."""
@@ -314,6 +337,10 @@ def evaluate_many(refs: Sequence[str], episodes: int = 10, seed: int = 0, worker
     plans = [_plan(r, store) for r in refs]
     tasks = [(i, first, count) for i, _ in enumerate(plans) for first, count in blocks(episodes)]
     n_workers = min(workers or default_workers(), len(tasks))
+    if n_workers > 1 and not _main_importable():
+        print("mdhub: evaluating in this process: worker processes cannot import this program's __main__ "
+              f"({getattr(sys.modules.get('__main__'), '__file__', None)})", file=sys.stderr)
+        n_workers = 1
     parts: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     from tqdm.auto import tqdm
 
@@ -346,7 +373,11 @@ def evaluate_many(refs: Sequence[str], episodes: int = 10, seed: int = 0, worker
                         (i, first, count) for i, first, count in tasks}
                 for fut in as_completed(futures):
                     i, first, count = futures[fut]
-                    status, a, b = fut.result()
+                    try:
+                        status, a, b = fut.result()
+                    except BrokenProcessPool as e:
+                        raise MdhubError(f"an evaluation worker process died ({e}); rerun with workers=1 "
+                                         "(CLI: --workers 1) to see why") from None
                     if status != "ok":
                         raise MdhubError(f"evaluating '{plans[i].ref}': {a}")
                     finished(i, first, count, a, b)

@@ -78,6 +78,16 @@ def test_modules_are_moved_once_and_act_at_the_boundary(stored):
     assert policy.act(obs).shape == (3, ACT)
 
 
+def test_run_episodes_on_a_device(stored):
+    from hub.evaluation import run_episodes
+
+    runtime = runtime_for("dq", stored, "cpu")[1]
+    a = run_episodes(runtime, "hopper", 2, seed=1, max_steps=STEPS, device="auto")
+    assert runtime.device == resolve_device("auto") and a["episodes"] == 2
+    with pytest.raises(DeviceError):
+        run_episodes(runtime, "hopper", 1, max_steps=STEPS, device=MISSING)
+
+
 def test_seeded_noise_is_reproducible_and_leaves_the_global_stream_alone(stored):
     runtime = runtime_for("dq", stored, "cpu")[1]
     obs = np.random.default_rng(0).normal(size=(4, OBS)).astype(np.float32)
