@@ -22,6 +22,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("check", "list_modules", "load", "save", "show"), "hub.api"),
     **dict.fromkeys(("CombinedPolicy", "SamplingConfig", "TrainSpec", "combine", "load_policy"), "hub.combine"),
     "evaluate": "hub.evaluation",
+    "evaluate_many": "hub.evaluation",
+    "evaluate_run": "hub.evaluation",
     **dict.fromkeys(("Budget", "train_diffusion", "train_guidance"), "hub.training"),
     **dict.fromkeys(("PushResult", "pull", "push"), "hub.remote.sharing"),
     **dict.fromkeys(("NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
@@ -35,7 +37,8 @@ _LAZY: dict[str, str] = {
 __all__ = [
     "CompatibilityError", "IntegrityError", "MdhubError", "NotFoundError", "RegistryError", "Store", "StoreError",
     "StoredModule", "list_modules", "load", "registry", "save", "show", "check", "combine", "load_policy",
-    "CombinedPolicy", "SamplingConfig", "TrainSpec", "evaluate", "train_guidance", "train_diffusion", "Budget",
+    "CombinedPolicy", "SamplingConfig", "TrainSpec", "evaluate", "evaluate_many", "evaluate_run", "train_guidance",
+    "train_diffusion", "Budget",
     "PushResult", "pull", "push", "NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
     "RevisionNotFoundError",
 ]

@@ -484,7 +484,7 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
         if phase == "training" and "fit-v" in pairing.adapters:
             from hub.adapters import fit_v
 
-            g = fit_v(g, store=store, dataset=ds, progress=progress)  # the card then names the fitted guidance
+            g = fit_v(g, store=store, dataset=ds, progress=progress, device=dev)  # the card names the fitted V
     elif recipe.needs_guidance:
         hint = " (or --joint)" if train_mode.name == "q_loss" else ""
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")

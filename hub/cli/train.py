@@ -283,7 +283,7 @@ def train_diffusion_cmd(
     _check_eta(algo.value, joint, eta)
     overrides = _overrides("dql-joint" if joint else DIFFUSION_ALGOS[algo.value], config, lr=lr, eta=eta,
                            **({"critic_lr": lr} if joint else {}))
-    factory = curve_evaluator(eval_episodes, progress=True) if eval_every else None
+    factory = curve_evaluator(eval_episodes, progress=True, device=device) if eval_every else None
     seed_list = parse_seeds(seeds, seed, _given(ctx, "seed"))
     try:
         stored = train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
@@ -304,12 +304,16 @@ def eval_cmd(
     episodes: int = typer.Option(10, "--episodes", "-n", min=1),
     seed: int = typer.Option(0, "--seed"),
     no_write: bool = typer.Option(False, "--no-write", help="Do not record the result on the card."),
+    device: str = typer.Option("cpu", "--device", help="Where the policy computes: " + DEVICE_HELP),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes rolling out blocks of episodes in "
+                                "parallel (the same numbers as one process)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a policy in its pybullet task: mean and std return, normalised score (written to the card)."""
     from hub.evaluation import evaluate
 
-    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write, progress=not as_json)
+    r = evaluate(ref, episodes=episodes, seed=seed, write=not no_write, progress=not as_json, device=device,
+                 workers=workers)
     if as_json:
         emit_json({"id": ref, **r})
         return
@@ -369,6 +373,7 @@ def combine_cmd(
     eval_episodes: int = typer.Option(0, "--eval-episodes", min=0, help="Evaluate the result over N episodes."),
     module_id: str | None = typer.Option(None, "--id", help="Store id of the resulting policy card."),
     force: bool = typer.Option(False, "--force", help="Replace different modules already stored under the ids."),
+    device: str = typer.Option("cpu", "--device", help="Where --train and the evaluation compute: " + DEVICE_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Recombine a guidance with a diffusion policy: check, (train), (evaluate), and store a policy card.
@@ -387,12 +392,12 @@ def combine_cmd(
              "temperature": temperature}
     settings: dict[str, Any] = {k: v for k, v in given.items() if v is not None}  # the mode's own defaults for the rest
     policy = combine(guidance, diffusion, mode=mode.value, infer_guidance=infer_guidance, train=spec,
-                     module_id=module_id, save=True, overwrite=force, **settings)
+                     module_id=module_id, save=True, overwrite=force, device=device, **settings)
     evaluation = None
     if eval_episodes:
         from hub.evaluation import evaluate
 
-        evaluation = evaluate(policy.card.id, episodes=eval_episodes, progress=not as_json)
+        evaluation = evaluate(policy.card.id, episodes=eval_episodes, progress=not as_json, device=device)
     p = policy.card.policy
     assert p is not None  # a policy card has its policy section
     if as_json:

@@ -198,10 +198,10 @@ class Update:
 def _adam(params: list[torch.Tensor], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """Adam (AdamW with weight decay), fused: one kernel per tensor for the whole update (about 5x faster than the
     foreach implementation on this CPU for 256-wide layers); foreach where the device has no fused kernel."""
-    impl = {"fused": True} if params and params[0].device.type in ("cpu", "cuda", "mps") else {"foreach": True}
+    fused = bool(params) and params[0].device.type in ("cpu", "cuda", "mps")
     if weight_decay:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **impl)
-    return torch.optim.Adam(params, lr=lr, **impl)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None, foreach=not fused)
+    return torch.optim.Adam(params, lr=lr, fused=fused or None, foreach=not fused)
 
 
 # ------------------------------------------------------------------------------------------------------ IQL
