@@ -126,8 +126,8 @@ def build_ours(kind: str, device: torch.device, options: dict, dims: Dims | None
     b = batch if batch is not None else make_batch(dims, device)
 
     # ==== OPTIONS HOOK (issue 15) ===================================================================================
-    # options["compile"]   (--compile):   torch.compile of the update losses (Update.compile); the reverse chain of
-    #                                     action selection is not compiled here yet
+    # options["compile"]   (--compile):   torch.compile of the update losses (Update.compile) and of the whole
+    #                                     action selection from its draws (GuidedPolicy.compile)
     # options["precision"] (--precision): "fp32" | "bf16" (bf16 autocast inside the updates' losses)
     # options["ensemble"]  (--ensemble):  "sequential" (K models one after another) | "batched" (one K-seed
     #                                     computation: the updates' members, vmap over stacked tensors)
@@ -137,8 +137,6 @@ def build_ours(kind: str, device: torch.device, options: dict, dims: Dims | None
     ensemble = str(options.get("ensemble", "sequential"))
     if ensemble not in ("sequential", "batched"):
         raise OptionNotWired(f"--ensemble {ensemble} is not known to build_ours")
-    if kind.startswith("select") and (compile_ or precision != "fp32"):
-        raise OptionNotWired(f"--compile / --precision are not wired into action selection ({kind}) yet")
     # ================================================================================================================
 
     def new_actor() -> DQLDiffusion:
@@ -197,7 +195,9 @@ def build_ours(kind: str, device: torch.device, options: dict, dims: Dims | None
         actor = new_actor().eval().requires_grad_(False)
         critic = new_critic().eval().requires_grad_(False)
         policy = GuidedPolicy(actor, n_candidates=dims.candidates, scorer=q_score(critic, dims.act_dim),
-                              rule="softmax")
+                              rule="softmax", precision=precision)
+        if compile_:
+            policy.compile()
         obs = states_np(1 if kind == "select_1" else dims.select_states, dims, seed=1)
         if kind == "select_1":
             obs = obs[0]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from modules.device import autocast
 from modules.diffusion.model import DiffusionModel
-from modules.sampling import EpsGuide, ScoreFn, SelectionRule, reverse_chain, score_candidates, select
+from modules.sampling import EpsGuide, ScoreFn, SelectionRule, denoise, reverse_chain, score_candidates, select
 
 
 def module_device(net: torch.nn.Module) -> torch.device:
@@ -41,6 +42,8 @@ class GuidedPolicy:
     expectile: float = 0.7
     cond_fn: Callable[[torch.Tensor], torch.Tensor] | None = None
     generator: torch.Generator | None = None
+    precision: str = "fp32"  # "bf16": the chain and the scorer under bfloat16 autocast (no eps guide only)
+    _compiled: Callable[..., torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
@@ -50,6 +53,12 @@ class GuidedPolicy:
     def act_tensor(self, obs: torch.Tensor) -> torch.Tensor:
         """obs: (B, obs_dim) on the model's device -> actions (B, act_dim) on the same device."""
         cond = self.cond_fn(obs) if self.cond_fn is not None else None
+        if self.guide is None:  # no eps guide: draw first, then one pure function (eager or compiled)
+            with torch.inference_mode():
+                x_T, noise, uniform = self._draws(obs.shape[0], obs.device, obs.dtype)
+                with autocast(obs.device, self.precision):
+                    out = (self._compiled or self.select_from_draws)(obs, cond, x_T, noise, uniform)
+                return out.to(obs.dtype)
         cands = reverse_chain(self.model, obs, n=self.n_candidates, guide=self.guide, temperature=self.temperature,
                               cond=cond, generator=self.generator)
         scores = None
@@ -59,6 +68,42 @@ class GuidedPolicy:
         chosen = select(cands, scores, self.rule if scores is not None else "first", self.select_temperature,
                         self.expectile, generator=self.generator)
         return chosen[:, : self.model.cfg.act_dim]
+
+    def _draws(self, B: int, device: torch.device,
+               dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The random draws of one call: x_T (B N, x_dim), injected noise (T - 1, B N, x_dim) scaled by the
+        temperature (None at temperature 0), and one uniform per state for a sampling rule (None otherwise)."""
+        M, g = B * self.n_candidates, self.generator
+        x_T = torch.randn(M, self.model.x_dim, generator=g, device=device, dtype=dtype)
+        noise = None
+        if self.temperature > 0 and self.model.cfg.T > 1:
+            noise = torch.randn(self.model.cfg.T - 1, M, self.model.x_dim, generator=g, device=device, dtype=dtype)
+            if self.temperature != 1.0:
+                noise = noise * self.temperature
+        sampled = self.scorer is not None and self.n_candidates > 1 and self.rule in ("softmax", "expectile")
+        uniform = torch.rand(B, generator=g, device=device, dtype=dtype) if sampled else None
+        return x_T, noise, uniform
+
+    def select_from_draws(self, obs: torch.Tensor, cond: torch.Tensor | None, x_T: torch.Tensor,
+                          noise: torch.Tensor | None, uniform: torch.Tensor | None) -> torch.Tensor:
+        """The whole selection from given draws (no eps guide): N candidates per state through the reverse chain,
+        scored in one batched call, one kept. obs: (B, obs_dim) -> (B, act_dim)."""
+        B, N = obs.shape[0], self.n_candidates
+        obs_rep = obs.repeat_interleave(N, 0) if N > 1 else obs
+        cond_rep = cond.repeat_interleave(N, 0) if cond is not None and N > 1 else cond
+        x = denoise(self.model, obs_rep, x_T, lambda i: noise[i - 1] if noise is not None and i > 0 else None,
+                    None, cond_rep)
+        cands = x.view(B, N, self.model.x_dim)
+        scores = score_candidates(self.scorer, obs, cands) if self.scorer is not None and N > 1 else None
+        chosen = select(cands, scores, self.rule if scores is not None else "first", self.select_temperature,
+                        self.expectile, uniform=uniform)
+        return chosen[:, : self.model.cfg.act_dim]
+
+    def compile(self, **kwargs) -> GuidedPolicy:
+        """Compile the selection (`select_from_draws`) with torch.compile: the same code, fused (no eps guide only;
+        a guided chain stays eager)."""
+        self._compiled = torch.compile(self.select_from_draws, **kwargs)
+        return self
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """obs: (obs_dim,) or (B, obs_dim) numpy -> action(s) of matching shape (act_dim,) or (B, act_dim).

@@ -176,24 +176,30 @@ def score_candidates(score: ScoreFn, obs: torch.Tensor, cands: torch.Tensor) -> 
 
 def select(cands: torch.Tensor, scores: torch.Tensor | None, rule: SelectionRule = "argmax",
            temperature: float = 1.0, expectile: float = 0.7,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Pick one candidate per state. cands: (B, N, X), scores: (B, N) -> (B, X).
 
     argmax: the best score. softmax: sample from softmax(scores / temperature).
     expectile (IDQL): sample with p_i proportional to tau if score_i > 0 else 1 - tau (scores are advantages).
     first: no scorer, the first candidate.
+    The sampling rules draw with `generator`, or from `uniform` (B,) in [0, 1) when given (inverse CDF: a draw made
+    beforehand, so the selection is a pure function that torch.compile can take whole).
     """
     B = cands.shape[0]
     if rule == "first" or scores is None:
         return cands[:, 0]
     if rule == "argmax":
         idx = scores.argmax(dim=1)
-    elif rule == "softmax":
-        probs = torch.softmax(scores / max(temperature, 1e-8), dim=1)
-        idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-    elif rule == "expectile":
-        probs = torch.where(scores > 0, expectile, 1.0 - expectile)
-        idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    elif rule in ("softmax", "expectile"):
+        if rule == "softmax":
+            probs = torch.softmax(scores / max(temperature, 1e-8), dim=1)
+        else:
+            probs = torch.where(scores > 0, expectile, 1.0 - expectile)
+        if uniform is None:
+            idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        else:
+            cdf = probs.cumsum(1)
+            idx = (cdf < uniform[:, None] * cdf[:, -1:]).sum(1).clamp(max=probs.shape[1] - 1)
     else:
         raise ValueError(f"unknown selection rule '{rule}'; known: argmax, softmax, expectile, first")
     return cands.gather(1, idx.view(B, 1, 1).expand(B, 1, cands.shape[2])).squeeze(1)
