@@ -49,8 +49,9 @@ def test_options_reach_our_side(speed):
     assert batched.units == 2 and batched.unit == "seed-steps/s"
     batched.fn()
     speed.build_ours("guidance_first", cpu, {"precision": "bf16"}, dims).fn()
+    speed.build_ours("select_1", cpu, {"precision": "bf16"}, dims).fn()
     with pytest.raises(speed.OptionNotWired):
-        speed.build_ours("select_1", cpu, {"compile": True}, dims)
+        speed.build_ours("ensemble", cpu, {"ensemble": "sideways"}, dims)
 
 
 def test_quick_run_reports_every_kind(tmp_path):
