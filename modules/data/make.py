@@ -166,9 +166,13 @@ def _collected(did: DatasetId, spec: PolicySpec, n: int, seed: int, progress: bo
             import json
 
             info = json.loads(side.read_text())
-            extra["generator"]["policy_training"] = {
-                k: info.get(k) for k in ("steps", "reached_target", "target_return", "best_eval_mean")
-            }
+            keys = ("steps", "step", "why", "reached_target", "target_return", "best_eval_mean", "reference_travel_m")
+            training = {k: info[k] for k in keys if k in info}
+            measured = info.get("measured")
+            if isinstance(measured, dict):  # the travel-selected actors (modules/data/sac_travel.py)
+                training["measured_travel_m"] = {mode: (m.get("travel_m") or {}).get("mean")
+                                                 for mode, m in measured.items() if isinstance(m, dict)}
+            extra["generator"]["policy_training"] = training
     return OfflineDataset.from_arrays(arrays, env=did.env, policy=spec.describe(), seed=seed,
                                       dataset_id=str(did), extra=extra)
 
