@@ -101,7 +101,9 @@ class GuidedPolicy:
 
     def compile(self, **kwargs) -> GuidedPolicy:
         """Compile the selection (`select_from_draws`) with torch.compile: the same code, fused (no eps guide only;
-        a guided chain stays eager)."""
+        a guided chain stays eager). On CUDA with CUDA graphs ("reduce-overhead")."""
+        if self.device.type == "cuda":
+            kwargs.setdefault("mode", "reduce-overhead")  # CUDA graphs: the reverse chain replayed as one launch
         self._compiled = torch.compile(self.select_from_draws, **kwargs)
         return self
 
