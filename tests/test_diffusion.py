@@ -153,3 +153,27 @@ def test_shared_time_features_equal_per_row_ones():
     t_shared = torch.tensor(3).expand(7)
     t_rows = torch.full((7,), 3)
     assert torch.allclose(model.denoiser(x, t_shared, obs, None), model.denoiser(x, t_rows, obs, None), atol=1e-6)
+
+
+def test_compiled_selection_equals_eager_from_the_same_draws():
+    from modules.policy import GuidedPolicy
+
+    model = models(5)[0].eval()
+    critic = IQLCritic(CriticConfig(obs_dim=3, act_dim=2, hidden=8)).eval()
+    obs = torch.randn(4, 3)
+    for rule in ("argmax", "softmax"):
+        eager = GuidedPolicy(model, n_candidates=6, scorer=lambda o, a: critic.q(o, a), rule=rule)
+        compiled = GuidedPolicy(model, n_candidates=6, scorer=lambda o, a: critic.q(o, a), rule=rule).compile()
+        with eager.seeded(3):
+            a = eager.act_tensor(obs)
+        with compiled.seeded(3):
+            b = compiled.act_tensor(obs)
+        assert a.shape == (4, 2) and torch.allclose(a, b, atol=1e-5)
+
+
+def test_inverse_cdf_selection_follows_the_probabilities():
+    cands = torch.arange(3.0).view(1, 3, 1).expand(4000, 3, 1)
+    scores = torch.log(torch.tensor([0.2, 0.5, 0.3])).expand(4000, 3)
+    picked = select(cands, scores, "softmax", uniform=torch.rand(4000, generator=torch.Generator().manual_seed(0)))
+    freq = torch.bincount(picked[:, 0].long(), minlength=3).float() / 4000
+    assert torch.allclose(freq, torch.tensor([0.2, 0.5, 0.3]), atol=0.03)
