@@ -44,16 +44,18 @@ class Batches:
         self.done = t(dataset.terminals)  # time-limit ends are not terminal: they bootstrap
         self.size = self.obs.shape[0]
         self.members = len(seeds) if seeds is not None else None
-        self.gens = [torch.Generator(device="cpu").manual_seed(s) for s in (seeds if seeds is not None else [seed])]
+        # the row generators live with the data: on a GPU no index crosses from the host per step
+        dev = self.obs.device
+        self.gens = [torch.Generator(device=dev).manual_seed(s) for s in (seeds if seeds is not None else [seed])]
         self.gen = self.gens[0]
-        self.device = device
+        self.device = dev
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         if self.members is None:
-            idx = torch.randint(0, self.size, (batch_size,), generator=self.gen)
+            idx = torch.randint(0, self.size, (batch_size,), generator=self.gen, device=self.device)
         else:
-            idx = torch.stack([torch.randint(0, self.size, (batch_size,), generator=g) for g in self.gens])
-        idx = idx.to(self.device, non_blocking=True)
+            idx = torch.stack([torch.randint(0, self.size, (batch_size,), generator=g, device=self.device)
+                               for g in self.gens])
         return {"obs": self.obs[idx], "act": self.act[idx], "rew": self.rew[idx], "next_obs": self.next_obs[idx],
                 "done": self.done[idx], "idx": idx}
 
