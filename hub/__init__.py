@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
                      "StoreError"), "hub.errors"),
     "registry": "hub.registry",
     **dict.fromkeys(("Store", "StoredModule"), "hub.store"),
+    "sweep": "hub.sweeps",
 }
 
 __all__ = [
@@ -40,7 +41,7 @@ __all__ = [
     "CombinedPolicy", "SamplingConfig", "TrainSpec", "evaluate", "evaluate_many", "evaluate_run", "train_guidance",
     "train_diffusion", "Budget",
     "PushResult", "pull", "push", "NotCachedError", "RemoteError", "RemoteIntegrityError", "RepoNotFoundError",
-    "RevisionNotFoundError",
+    "RevisionNotFoundError", "sweep",
 ]
 assert sorted(__all__) == sorted(_LAZY), "hub.__all__ and hub._LAZY must name the same things"
 

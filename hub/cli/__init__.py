@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import typer
 
-from hub.cli import data, demo, plot, runs, share, store, train
+from hub.cli import data, demo, plot, runs, share, store, sweep, train
 
 
 def _version(value: bool) -> None:
@@ -53,6 +53,7 @@ def _root(
 for _module in (store, demo, data, train, plot, share):
     _module.register(app)
 runs.register(app)  # eval-run: a training run's checkpoints, evaluated after training
+sweep.register(app)  # sweep: recombination sweeps (hub.sweeps)
 
 
 def main() -> None:
