@@ -24,6 +24,7 @@ from hub.store import Store
 from hub.sweeps import SpecError, plan, sweep
 from hub.sweeps.jobs import execute
 from hub.sweeps.stats import auc, iqm, iqm_ci, stratified_bootstrap_ci
+from tests.test_sharing import hub_server  # noqa: F401 - the loopback Hub fixture (the hf remote case)
 
 DATA = "hopper-bullet-tiny"
 SIZE = {"steps": 20, "hidden": 16, "batch_size": 32}
@@ -219,13 +220,18 @@ def test_the_same_sweep_on_ray_gives_the_same_graph_and_results(data, hub_home, 
     assert (other / "sweeps" / "tiny-ray" / "leaderboard.json").is_file()
 
 
-def test_file_remote_lets_a_node_without_the_store_run_a_job(data, hub_home, tmp_path, monkeypatch):
-    """With `remote`, every job pushes what it stored; a job on a node with an empty store pulls its inputs by
-    exact commit."""
+@pytest.mark.parametrize("kind", ["file", "hf"])
+def test_a_remote_lets_a_node_without_the_store_run_a_job(data, hub_home, tmp_path, monkeypatch, request, kind):
+    """With `remote` (a file:// folder, or a Hub namespace: here the loopback Hub of tests/hub_server.py), every job
+    pushes what it stored; a job on a node with an empty store pulls its inputs by exact commit."""
     spec = tiny_spec("tiny-remote", curves=False)
     spec["diffusion"] = spec["diffusion"][:1]
     spec["combinations"] = spec["combinations"][:1]
-    spec["remote"] = f"file://{tmp_path / 'remote'}::sweeps"
+    if kind == "hf":
+        request.getfixturevalue("hub_server")
+        spec["remote"] = "hf://sweeper"
+    else:
+        spec["remote"] = f"file://{tmp_path / 'remote'}::sweeps"
     done = sweep(spec, workers=1, until="diffusion", echo=None)
     assert done.ok
     records = {j: json.loads((data / "sweeps" / "tiny-remote" / "jobs" / f"{j}.json").read_text()) for j in done.ran}
@@ -242,3 +248,28 @@ def test_file_remote_lets_a_node_without_the_store_run_a_job(data, hub_home, tmp
     assert rec["status"] == "ok", rec
     monkeypatch.setenv("MDHUB_HOME", str(node))
     assert Store().contains(job.payload["module_id"]) and Store().contains(job.payload["diffusion"])
+
+
+def test_a_failed_job_blocks_its_dependants_and_a_rerun_retries_it(data, monkeypatch):
+    from hub.sweeps import jobs
+
+    spec = tiny_spec("tiny-fail", curves=False)
+    spec["diffusion"] = spec["diffusion"][1:]  # bc only
+    spec["combinations"] = spec["combinations"][2:]  # bc-iql
+
+    def broken(p):
+        raise RuntimeError("no candidates today")
+
+    monkeypatch.setitem(jobs.FUNCTIONS, "combine", broken)
+    r = sweep(spec, workers=1, echo=None)
+    kinds = {r.graph.jobs[j].kind for j in r.ran}
+    assert kinds == {"guidance", "diffusion"} and not r.ok
+    assert [r.graph.jobs[j].kind for j in r.failed] == ["combine"] and "RuntimeError: no candidates today" in \
+        next(iter(r.failed.values()))
+    assert [r.graph.jobs[j].kind for j in r.blocked] == ["evaluate"]
+    assert (data / "sweeps" / "tiny-fail" / "failed" / f"{next(iter(r.failed))}.json").is_file()
+    monkeypatch.undo()
+    monkeypatch.setenv("MDHUB_HOME", str(data))
+    again = sweep(spec, workers=1, echo=None)
+    assert again.ok and {again.graph.jobs[j].kind for j in again.ran} == {"combine", "evaluate"}
+    assert set(again.skipped) == set(r.ran)

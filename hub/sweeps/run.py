@@ -7,9 +7,10 @@
 The sweep folder is $MDHUB_HOME/sweeps/<name>/: spec.json and graph.json (the latest expansion), jobs/<id>.json (a
 finished job's record: what it stored, its result, wall time, host; written by this process, whatever node ran the
 job), failed/<id>.json (the last failure, with its traceback), runs.jsonl (one line per invocation: which jobs ran,
-were skipped, failed), and the leaderboard files. A job whose record exists (and whose modules are still in the
-store, or on the remote) is skipped: rerunning a sweep is idempotent, an interrupted one continues (and an
-interrupted training job resumes from its checkpoint), and a changed arm reruns only the jobs whose identity changed.
+were skipped, failed), `.lock` (held while a call runs jobs: one call per sweep at a time), and the leaderboard
+files. A job whose record exists (and whose modules are still in the store, or on the remote) is skipped:
+rerunning a sweep is idempotent, an interrupted one continues (and an interrupted training job resumes from its
+checkpoint), and a changed arm reruns only the jobs whose identity changed.
 """
 from __future__ import annotations
 
@@ -205,9 +206,23 @@ def sweep(spec: str | Path | dict[str, Any] | SweepSpec, executor: str = "local"
     if echo and result.skipped:
         echo(f"sweep {graph.spec.name}: {len(result.skipped)} job(s) already done, {len(pending)} to run")
     if pending:
-        dataset_commits = _remote_datasets(graph, folder, echo)
-        _run(graph, pending, records, result, make_executor(executor, workers, address), folder, dataset_commits,
-             echo)
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(folder / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise MdhubError(f"sweep '{graph.spec.name}' is running in another process ({folder / '.lock'} is "
+                             "held); wait for it, or stop it (a rerun continues where it stopped)") from None
+        try:
+            dataset_commits = _remote_datasets(graph, folder, echo)
+            # workers use this process's hub home, except on a cluster of other nodes that exchange modules through
+            # the remote (there each node keeps its own $MDHUB_HOME)
+            job_home = None if (executor == "ray" and address and graph.spec.remote) else str(home())
+            _run(graph, pending, records, result, make_executor(executor, workers, address), folder,
+                 dataset_commits, job_home, echo)
+        finally:
+            lock.release()
     with open(folder / "runs.jsonl", "a") as fh:
         fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "executor": executor, "until": until,
                              "ran": result.ran, "skipped": result.skipped, "failed": result.failed,
@@ -221,7 +236,7 @@ def sweep(spec: str | Path | dict[str, Any] | SweepSpec, executor: str = "local"
 
 
 def _run(graph: Graph, pending: list[Job], records: dict[str, dict[str, Any]], result: SweepResult, ex: Any,
-         folder: Path, dataset_commits: dict[str, str], echo: Echo | None) -> None:
+         folder: Path, dataset_commits: dict[str, str], job_home: str | None, echo: Echo | None) -> None:
     failed: set[str] = set()
     started: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -237,7 +252,7 @@ def _run(graph: Graph, pending: list[Job], records: dict[str, dict[str, Any]], r
                 pending.remove(job)
                 payload = {**job.payload, "inputs": _inputs(job, graph, records),
                            "dataset_commit": dataset_commits.get(job.payload.get("dataset") or "")}
-                ex.submit({**job.as_dict(), "payload": payload, "home": str(home())})
+                ex.submit({**job.as_dict(), "payload": payload, "home": job_home})
                 started[job.id] = time.perf_counter()
                 if echo:
                     echo(f"[{time.perf_counter() - t0:7.1f}s] start {job.id[:8]} {job.name}")
