@@ -69,10 +69,10 @@ def build(graph: Graph, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
         walls, peaks = [], []
         for s in seeds:
             m = graph.members[(arm.name, s)]
-            parts = [m.actor, m.critic if m.critic != m.actor else None]
-            if m.train_critic:
-                parts.append(graph.members[m.train_critic].critic)
-            metrics = [modules[p]["metrics"] for p in parts if p and p in modules]
+            # one card per training run: the actor's (a joint run's critic card repeats its figures), and the run
+            # of the frozen guidance it trained under (guidance-first costs both)
+            runs = [m.actor, graph.members[m.train_critic].critic if m.train_critic else None]
+            metrics = [modules[p]["metrics"] for p in runs if p and p in modules]
             walls.append(sum(_num(x.get("wall_time_s")) or 0.0 for x in metrics))
             peaks += [v for v in (_num(x.get("peak_memory_mb")) for x in metrics) if v is not None]
         rows.append({
