@@ -406,9 +406,10 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
             out.append(g)
             if backbone and ms is not None:
                 model = _to_cpu(ms[k], copy_it=step is not None)
+                at_actor = RunInfo(at.device, at.precision, step, actor_ids[k] if step is not None else None)
                 out.append(_save(store, model, diffusion_card(actor_ids[k] + suffix, backbone, model, ds, recipe, s,
-                                                              result, g, "The actor of a joint DQL run.", info=at,
-                                                              metrics=metrics),
+                                                              result, g, "The actor of a joint DQL run.",
+                                                              info=at_actor, metrics=metrics),
                                  overwrite or replace, actor_ids[k] if step is not None else None))
         return out
 
