@@ -156,3 +156,9 @@ def test_cli_seeds_save_every_and_device(toy):
                        (["--seeds", "1", "--seed", "2"], "not both")):
         r = runner.invoke(app, ["train", "guidance", "--algo", "iql", "--dataset", "toy-8g", "--steps", "5", *argv])
         assert r.exit_code == 1 and line in r.output and "Traceback" not in r.output, r.output
+
+
+def test_joint_checkpoints_name_their_own_run(toy):
+    hub.train_guidance("dql", toy, steps=10, module_id="j", progress=False, save_every=5, budget=hub.Budget(hidden=16))
+    assert hub.load("j-step5").card.origin.checkpoint_of == "j"
+    assert hub.load("j-actor-step5").card.origin.checkpoint_of == "j-actor"
