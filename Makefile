@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -e ".[test,lint,hdf5,minari]"
+	$(PY) -m pip install --quiet -e ".[test,lint,hdf5,minari,ray]"
 	touch $(STAMP)
 
 venv: $(STAMP)
