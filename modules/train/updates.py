@@ -236,20 +236,19 @@ def _members_of(x: M | Sequence[M]) -> tuple[M, list[M] | None]:
     return xs[0], xs
 
 
-class IQLUpdate(Update):
-    """Policy-free TD on one critic, or on K critics at once (a list)."""
+class CriticUpdate(Update):
+    """A TD update of a critic (one, or K stacked) with a Polyak target: what IQL's and DQL's critic updates share.
+    The loss module has submodules `critic` and `target`."""
 
-    loss_module: IQLLoss
+    tau: float
 
-    def __init__(self, critic: IQLCritic | Sequence[IQLCritic], lr: float = 3e-4, discount: float = 0.99,
-                 expectile: float = 0.7, tau: float = 0.005, rng: Rng | None = None, precision: str = "fp32"):
+    def _setup_critic(self, critic: IQLCritic | Sequence[IQLCritic], make_loss: Callable[[IQLCritic], nn.Module],
+                      lr: float) -> None:
         template, members = _members_of(critic)
         self.members = len(members) if members is not None else None
-        self.tau, self.precision = tau, precision
-        self.rng = rng or Rng(list(range(self.members)) if self.members else 0, _device(template))
-        self.loss_module = IQLLoss(template, frozen_copy(template), discount, expectile)
+        self.loss_module = make_loss(template)
         if members is None:
-            self.trained, self.tracked = _own(template, "critic"), _own(self.loss_module.target, "target")
+            self.trained, self.tracked = _own(template, "critic"), _own(self.target, "target")
         else:
             self.trained = _stack(members, "critic", grad=True)
             self.tracked = _stack(members, "target", grad=False)
@@ -257,11 +256,11 @@ class IQLUpdate(Update):
 
     @property
     def critic(self) -> IQLCritic:
-        return self.loss_module.critic
+        return self.loss_module.critic  # type: ignore[return-value]
 
     @property
     def target(self) -> IQLCritic:
-        return self.loss_module.target
+        return self.loss_module.target  # type: ignore[return-value]
 
     def after_step(self, step: int) -> None:
         with torch.no_grad():
@@ -274,6 +273,16 @@ class IQLUpdate(Update):
         self._load_sub("critic", s["critic"])
         self._load_sub("target", s["target"])
         self.opt.load_state_dict(s["opt"])
+
+
+class IQLUpdate(CriticUpdate):
+    """Policy-free TD on one critic, or on K critics at once (a list)."""
+
+    def __init__(self, critic: IQLCritic | Sequence[IQLCritic], lr: float = 3e-4, discount: float = 0.99,
+                 expectile: float = 0.7, tau: float = 0.005, rng: Rng | None = None, precision: str = "fp32"):
+        self.tau, self.precision = tau, precision
+        self._setup_critic(critic, lambda c: IQLLoss(c, frozen_copy(c), discount, expectile), lr)
+        self.rng = rng or Rng(list(range(self.members)) if self.members else 0, _device(self.critic))
 
 
 def _device(m: nn.Module) -> torch.device:
@@ -300,35 +309,17 @@ class DQLCriticLoss(nn.Module):
         return {"loss": loss, "critic_loss": loss}
 
 
-class DQLCriticUpdate(Update):
+class DQLCriticUpdate(CriticUpdate):
     """The critic of joint DQL; `actor` is the diffusion update whose EMA model draws the next actions."""
-
-    loss_module: DQLCriticLoss
 
     def __init__(self, critic: IQLCritic | Sequence[IQLCritic], actor: DiffusionUpdate, lr: float = 3e-4,
                  discount: float = 0.99, tau: float = 0.005, grad_clip: float | None = None,
                  precision: str = "fp32"):
-        template, members = _members_of(critic)
-        self.members = len(members) if members is not None else None
-        if self.members != actor.members:
-            raise ValueError(f"critic members {self.members} and actor members {actor.members} differ")
         self.tau, self.grad_clip, self.precision, self.rng = tau, grad_clip, precision, actor.rng
         self.actor = actor
-        self.loss_module = DQLCriticLoss(template, frozen_copy(template), actor.ema, discount)
-        if members is None:
-            self.trained, self.tracked = _own(template, "critic"), _own(self.loss_module.target, "target")
-        else:
-            self.trained = _stack(members, "critic", grad=True)
-            self.tracked = _stack(members, "target", grad=False)
-        self.opt = _adam(list(self.trained.values()), lr)
-
-    @property
-    def critic(self) -> IQLCritic:
-        return self.loss_module.critic
-
-    @property
-    def target(self) -> IQLCritic:
-        return self.loss_module.target
+        self._setup_critic(critic, lambda c: DQLCriticLoss(c, frozen_copy(c), actor.ema, discount), lr)
+        if self.members != actor.members:
+            raise ValueError(f"critic members {self.members} and actor members {actor.members} differ")
 
     def _externals(self) -> Tensors:
         # the EMA actor's tensors: a single run's EMA module is the loss's own actor; an ensemble's are stacked
@@ -337,18 +328,6 @@ class DQLCriticUpdate(Update):
     def draws(self, batch_size: int, step: int) -> Tensors:
         xs, ns = chain_noise_shapes(self.actor.ema, batch_size)
         return {"x_T": self.rng.normal(*xs), "noise": self.rng.normal(*ns)}
-
-    def after_step(self, step: int) -> None:
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.tracked.values()), list(self.trained.values()), self.tau)
-
-    def state(self) -> dict:
-        return {"critic": self._sub_state("critic"), "target": self._sub_state("target"), "opt": self.opt.state_dict()}
-
-    def load(self, s: dict) -> None:
-        self._load_sub("critic", s["critic"])
-        self._load_sub("target", s["target"])
-        self.opt.load_state_dict(s["opt"])
 
 
 # ------------------------------------------------------------------------------------------------------ diffusion
