@@ -247,21 +247,10 @@ def load_recipe_config(path: str | Path) -> dict[str, Any]:
     """Recipe overrides from a YAML or JSON file (a mapping of recipe settings, e.g. `eta: 0.1`, `lr: 1e-4`).
     Keys are checked by `apply_overrides` when the recipe is known; unreadable, oversized or non-mapping files are one
     MdhubError line naming the file."""
-    import yaml
+    from hub.yaml_file import read_yaml_file
 
     p = Path(path)
-    try:
-        if p.stat().st_size > CONFIG_MAX_BYTES:
-            raise MdhubError(f"{p}: a recipe config larger than {CONFIG_MAX_BYTES} bytes")
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise MdhubError(f"{p}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise MdhubError(f"{p}: not a UTF-8 text file") from None
-    try:
-        data = yaml.safe_load(text)  # JSON is YAML
-    except yaml.YAMLError as e:
-        raise MdhubError(f"{p}: not valid YAML or JSON ({' '.join(str(e).split())})") from None
+    data = read_yaml_file(p, CONFIG_MAX_BYTES, "recipe config", MdhubError)
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):

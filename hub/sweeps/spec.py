@@ -272,19 +272,8 @@ def load_spec(spec: str | Path | dict[str, Any] | SweepSpec) -> tuple[SweepSpec,
         return spec, f"sweep '{spec.name}'"
     if isinstance(spec, dict):
         return parse_spec(spec, "spec"), "spec"
-    import yaml
+    from hub.yaml_file import read_yaml_file
 
     p = Path(spec)
-    try:
-        if p.stat().st_size > SPEC_MAX_BYTES:
-            raise SpecError(f"{p}: a sweep spec larger than {SPEC_MAX_BYTES} bytes")
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"{p}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"{p}: not a UTF-8 text file") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{p}: not valid YAML or JSON ({' '.join(str(e).split())})") from None
+    data = read_yaml_file(p, SPEC_MAX_BYTES, "sweep spec", SpecError)
     return parse_spec(data, str(p)), str(p)
