@@ -416,7 +416,8 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
     return store_members(None, result.critics, result.models, result)
 
 
-def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | StoredModule | None = None,
+def train_diffusion(algo: str, dataset: str | OfflineDataset,
+                    guidance: str | StoredModule | list[str | StoredModule] | None = None,
                     joint: bool = False, steps: int | None = None, seed: int = 0, module_id: str | None = None,
                     store: Store | None = None, budget: Budget | None = None, progress: bool = True,
                     backbone: str | None = None, eval_fn_factory: EvalFnFactory | None = None,
@@ -461,9 +462,18 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
         own = algorithm_for(arch.id)
         raise MdhubError(f"backbone '{arch.id}' does not train in mode '{train_mode.name}' (it accepts: "
                          f"{', '.join(arch.train_guidance)})" + (f"; train it with --algo {own}" if own else ""))
-    g = None
-    if guidance is not None:
-        g = guidance if isinstance(guidance, StoredModule) else store.load(guidance)
+    per_member = isinstance(guidance, list)
+    if per_member:  # one frozen guidance per seed (a guidance arm's seeds paired with the diffusion seeds)
+        assert isinstance(guidance, list)
+        if not ensemble or len(guidance) != len(members):
+            raise MdhubError(f"{len(guidance)} guidance ids for {len(members) if ensemble else 1} seed(s): give one "
+                             "guidance per seed of `seeds`, or one guidance for all")
+        if train_mode.name != "q_loss":
+            raise MdhubError(f"one guidance per seed is for q_loss training (--algo dql); --algo {algo} trains in "
+                             f"mode '{train_mode.name}': give one guidance")
+    gs: list[StoredModule] = []
+    for ref in (guidance if isinstance(guidance, list) else [guidance] if guidance is not None else []):
+        g: StoredModule = ref if isinstance(ref, StoredModule) else store.load(ref)
         from hub.compat import check
 
         # a mode that uses no guidance in training (BC) is paired with it at sampling: check that pairing
@@ -475,26 +485,30 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
             from hub.adapters import fit_v
 
             g = fit_v(g, store=store, dataset=ds, progress=progress, device=dev)  # the card names the fitted V
-    elif recipe.needs_guidance:
+        gs.append(g)
+    g0 = gs[0] if gs else None
+    if g0 is None and recipe.needs_guidance:
         hint = " (or --joint)" if train_mode.name == "q_loss" else ""
         raise MdhubError(f"--algo {algo} trains under a frozen guidance: give --guidance ID{hint}")
     ids = member_ids(module_id, "diffusion", algo, ds, members, ensemble)
     extra = dict(recipe.backbone_config)
     if recipe.algorithm == "SWG" and extra.get("weight_tau") is None:
-        extra["weight_tau"] = (g.card.guidance.expectile if g is not None and g.card.guidance else None) or 0.7
+        extra["weight_tau"] = (g0.card.guidance.expectile if g0 is not None and g0.card.guidance else None) or 0.7
     models = []
     for s in members:
         torch.manual_seed(s)  # the initial weights follow the member's seed, whatever ran before in this process
         models.append(build(backbone, "diffusion", _arch_config(backbone, ds, extra, budget.hidden)))
-    run_tag = f"{g.card.ref().sha256 if g else ''}|{models[0].cfg.model_dump_json()}"
+    run_tag = f"{','.join(str(x.card.ref().sha256) for x in gs)}|{models[0].cfg.model_dump_json()}"
     run_tag += f"|seeds={members}" if ensemble else ""
     run_folder = _run_dir(run_name(ids, ensemble))
     fresh, replace, done = plan_rerun(store, ids, run_folder, recipe, ds, members[0], run_tag, overwrite, fresh,
                                       resume, report)
     if done is not None:
         return done
-    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=models[0], guidance=g, dataset=ds,
+    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=models[0], guidance=g0, dataset=ds,
                                                      store=store, progress=progress))
+    if per_member:
+        loop_guidance = [x.net for x in gs]  # q_loss: member k trains under guidance k (stacked, frozen)
     info = RunInfo(device=device_name(dev), precision=precision)
     reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
 
@@ -505,14 +519,15 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset, guidance: str | St
             at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
             model = _to_cpu(ms[k], copy_it=step is not None)
             card = diffusion_card(ids[k] + (f"-step{step}" if step is not None else ""), backbone, model, ds, recipe,
-                                  s, result, g, info=at, metrics=_member_metrics(result, k, step))
+                                  s, result, gs[k] if per_member else g0, info=at,
+                                  metrics=_member_metrics(result, k, step))
             out.append(_save(store, model, card, overwrite or replace, ids[k] if step is not None else None))
         return out
 
     def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
         store_members(step, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
 
-    eval_fn = eval_fn_factory(ds, g) if eval_fn_factory else None
+    eval_fn = eval_fn_factory(ds, g0) if eval_fn_factory else None
     result = run(recipe, ds, model=models if ensemble else models[0], guidance=loop_guidance, seed=members[0],
                  eval_fn=eval_fn, eval_every=budget.eval_every, run_dir=run_folder,
                  checkpoint_every=budget.checkpoint_every, progress=progress, targets=targets, run_tag=run_tag,

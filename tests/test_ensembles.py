@@ -162,3 +162,36 @@ def test_joint_checkpoints_name_their_own_run(toy):
     hub.train_guidance("dql", toy, steps=10, module_id="j", progress=False, save_every=5, budget=hub.Budget(hidden=16))
     assert hub.load("j-step5").card.origin.checkpoint_of == "j"
     assert hub.load("j-actor-step5").card.origin.checkpoint_of == "j-actor"
+
+
+def test_each_seed_under_its_own_frozen_guidance(toy):
+    gs = hub.train_guidance("iql", toy, steps=10, seeds=[0, 1], module_id="g", progress=False,
+                            budget=hub.Budget(hidden=16))
+    both = hub.train_diffusion("dql", toy, guidance=["g-s0", "g-s1"], seeds=[0, 1], module_id="a", steps=10,
+                               progress=False, budget=hub.Budget(hidden=16))
+    assert [m.card.origin.trained_with_guidance.id for m in both] == ["g-s0", "g-s1"]
+    one = hub.train_diffusion("dql", toy, guidance="g-s1", seed=1, module_id="b", steps=10, progress=False,
+                              budget=hub.Budget(hidden=16))
+    assert _gap(one[0].net, both[1].net) < 1e-5 and _gap(one[0].net, both[0].net) > 1e-4
+    assert gs[0].card.id == "g-s0"
+    with pytest.raises(MdhubError, match="one guidance per seed"):
+        hub.train_diffusion("dql", toy, guidance=["g-s0"], seeds=[0, 1], steps=5, progress=False)
+
+
+def test_cli_pairs_each_seed_with_its_guidance(toy):
+    from typer.testing import CliRunner
+
+    from hub.cli import app
+    from hub.datasets import dataset_path
+
+    toy.save(dataset_path("toy-8g"))
+    hub.train_guidance("iql", "toy-8g", steps=5, seeds=[3, 4], module_id="g", progress=False,
+                       budget=hub.Budget(hidden=16))
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "diffusion", "--algo", "dql", "--dataset", "toy-8g", "--guidance", "g-s{seed}",
+                            "--seeds", "3,4", "--steps", "5", "--hidden", "16", "--id", "a", "--json"])
+    assert r.exit_code == 0, r.output
+    assert hub.load("a-s4").card.origin.trained_with_guidance.id == "g-s4"
+    r = runner.invoke(app, ["train", "diffusion", "--algo", "dql", "--dataset", "toy-8g", "--guidance", "g-s{seed}",
+                            "--steps", "5"])
+    assert r.exit_code == 1 and "give --seeds" in r.output

@@ -247,7 +247,8 @@ def train_diffusion_cmd(
                              "data; one model over (action, weight), self-guided) | cfg (advantage-sign labels; "
                              "classifier-free guidance)."),
     dataset: str = typer.Option(..., "--dataset", help="A dataset id from `mdhub data list`."),
-    guidance: str | None = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training)."),
+    guidance: str | None = typer.Option(None, "--guidance", help="Frozen guidance id (guidance-first training). "
+                                        "With --seeds, 'g-s{seed}' pairs each seed with its own guidance."),
     joint: bool = typer.Option(False, "--joint", help="Train DQL's critic and actor together instead."),
     steps: int | None = STEPS_OPTION,
     seed: int = typer.Option(0, "--seed"),
@@ -285,8 +286,13 @@ def train_diffusion_cmd(
                            **({"critic_lr": lr} if joint else {}))
     factory = curve_evaluator(eval_episodes, progress=True, device=device) if eval_every else None
     seed_list = parse_seeds(seeds, seed, _given(ctx, "seed"))
+    guidances: str | list[str | StoredModule] | None = guidance
+    if guidance is not None and "{seed}" in guidance:
+        if seed_list is None:
+            raise MdhubError("--guidance with '{seed}' names one guidance per seed: give --seeds")
+        guidances = [guidance.replace("{seed}", str(s)) for s in seed_list]
     try:
-        stored = train_diffusion(algo.value, dataset, guidance=guidance, joint=joint, steps=steps, seed=seed,
+        stored = train_diffusion(algo.value, dataset, guidance=guidances, joint=joint, steps=steps, seed=seed,
                                  module_id=module_id,
                                  budget=Budget(hidden=hidden, batch_size=batch_size, eval_every=eval_every,
                                                checkpoint_every=checkpoint_every, log_every=log_every),
