@@ -113,9 +113,11 @@ def test_dry_run_prints_the_job_graph_and_runs_nothing(data, tmp_path):
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     kinds = [j["kind"] for j in doc["jobs"]]
-    # 1 guidance job (both seeds at once), gf: one job per seed (seed s under iql seed s), bc: one; 2 curves;
-    # combine: own x2, double x2, bc-iql x1; one evaluation each
-    assert kinds.count("guidance") == 1 and kinds.count("diffusion") == 3 and kinds.count("curve") == 2
+    # 1 guidance job (both seeds at once), gf: one batched job (seed s under iql seed s, stacked), bc: one;
+    # 2 curves; combine: own x2, double x2, bc-iql x1; one evaluation each
+    assert kinds.count("guidance") == 1 and kinds.count("diffusion") == 2 and kinds.count("curve") == 2
+    gf = [j for j in doc["jobs"] if j["kind"] == "diffusion" and "gf" in j["name"]]
+    assert len(gf) == 1 and "s0,1" in gf[0]["name"]
     assert kinds.count("combine") == 5 and kinds.count("evaluate") == 5
     assert doc["ran"] == [] and not (data / "sweeps").exists() and not (data / "runs").exists()
     g = plan(tiny_spec())

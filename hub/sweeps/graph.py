@@ -339,30 +339,40 @@ class _Expander:
                 raise self.fail(f"{path}.backbone", f"'{arch.id}' does not train in mode '{mode.name}' (it accepts: "
                                 f"{', '.join(arch.train_guidance)})")
             self.check_pairing(self.critic_card(ref.arm), backbone, pairing, ds, f"{path}.guidance", phase)
-            pairs = {s: self.seed_of(ref.arm, ref.seed, s, f"{path}.guidance") for s in arm.seeds}
-            if ref.seed == "same" and len(arm.seeds) > 1:  # each seed under its own guidance: a job per seed
+            pairs = {s: (ref.arm, self.seed_of(ref.arm, ref.seed, s, f"{path}.guidance")) for s in arm.seeds}
+            if len(set(pairs.values())) == 1 or mode.name == "q_loss":
+                # one batched job: all seeds under one guidance, or (q_loss) each seed under its own, stacked
+                self.diffusion_group(arm, list(arm.seeds), base, sorted(set(pairs.values())), pairs, resources,
+                                     backbone)
+            else:  # a labels mode with one guidance per seed: the labels differ, so a job per seed
                 for s in arm.seeds:
-                    self.diffusion_group(arm, [s], base, [(ref.arm, pairs[s])], (ref.arm, pairs[s]), resources,
-                                         backbone)
-            else:  # all seeds under one guidance: one batched job
-                g = (ref.arm, pairs[arm.seeds[0]])
-                self.diffusion_group(arm, list(arm.seeds), base, [g], g, resources, backbone)
+                    self.diffusion_group(arm, [s], base, [pairs[s]], {s: pairs[s]}, resources, backbone)
 
     def diffusion_group(self, arm: DiffusionArm, seeds: list[int], base: dict[str, Any],
-                        parents: list[tuple[str, int]], under: tuple[str, int] | None, resources: Resources,
-                        backbone: str, joint: bool = False) -> None:
-        deps = [self.members[p].job for p in parents]
+                        parents: list[tuple[str, int]], under: dict[int, tuple[str, int]] | None,
+                        resources: Resources, backbone: str, joint: bool = False) -> None:
+        """One training job for `seeds` of `arm`; `under` maps each seed to the (guidance arm, seed) it trains under
+        (one guidance for all: a single id; one per seed: a list, stacked in one batched run)."""
+        deps = list(dict.fromkeys(self.members[p].job for p in parents))
+        guides = [under[s] for s in seeds] if under else []
+        one = len(set(guides)) == 1
+        guidance: str | list[str | None] | None = None
+        if guides:
+            guidance = self.members[guides[0]].critic if one else [self.members[g].critic for g in guides]
         payload = {**self.training_payload(arm, seeds), "joint": joint, "backbone": arm.backbone,
-                   "guidance": self.members[under].critic if under else None}
-        doc = {**base, "seeds": seeds, "guidance": list(under) if under else arm.guidance.kind}
-        how = f"under {under[0]} s{under[1]}" if under else arm.guidance.kind
+                   "guidance": guidance}
+        doc = {**base, "seeds": seeds,
+               "guidance": (list(guides[0]) if one else [list(g) for g in guides]) if guides else arm.guidance.kind}
+        how = ((f"under {guides[0][0]} s{guides[0][1]}" if one else
+                f"under {guides[0][0]} s{','.join(str(g[1]) for g in guides)}") if guides else arm.guidance.kind)
         job = self.add("diffusion", "diffusion", f"diffusion {arm.name} ({arm.algo} {how}, seeds {_seeds(seeds)})",
                        doc, deps, payload, resources, {"arm": arm.name})
         prefix = self.prefix(arm.name, job.id)
         job.payload["module_id"] = prefix
         for s in seeds:
             m = Member(job.id, f"{prefix}-s{s}" if joint else None, f"{prefix}-s{s}-actor" if joint else
-                       f"{prefix}-s{s}", critic_arch="dql" if joint else None, train_critic=under, backbone=backbone)
+                       f"{prefix}-s{s}", critic_arch="dql" if joint else None,
+                       train_critic=under[s] if under else None, backbone=backbone)
             self.members[(arm.name, s)] = m
             job.outputs += [x for x in (m.critic, m.actor) if x]
             if arm.save_every:
@@ -375,7 +385,7 @@ class _Expander:
         doc = {"run": m.actor, "episodes": episodes, "seed": ev.seeds[0], "max_steps": ev.max_steps}
         self.add("curve", "evaluate", f"curve {arm.name} s{seed} ({episodes} episodes per checkpoint)", doc,
                  [parent.id], {"module_id": m.actor, "episodes": episodes, "seed": ev.seeds[0],
-                               "max_steps": ev.max_steps, "joint_critic": m.critic},
+                               "max_steps": ev.max_steps},
                  self.spec.resources_for("evaluate"), {"arm": arm.name, "seed": seed})
 
     def combination_jobs(self) -> None:

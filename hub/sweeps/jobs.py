@@ -82,31 +82,13 @@ def evaluate_job(p: dict[str, Any]) -> dict[str, Any]:
 
 
 def curve_job(p: dict[str, Any]) -> dict[str, Any]:
-    """A run's learning curve: `evaluate_run` of its checkpoint modules; a joint run's actor checkpoints name the
-    critic as their run (`checkpoint_of`), so they are evaluated with `evaluate_many`."""
-    if p.get("joint_critic"):
-        return _joint_curve(p)
+    """A run's learning curve: `evaluate_run` of its checkpoint modules (each names its run: `checkpoint_of`)."""
     from hub.evaluation import evaluate_run
 
     r = evaluate_run(p["module_id"], episodes=p["episodes"], seed=p["seed"], workers=1, device=p["device"],
                      max_steps=p.get("max_steps"), write=True)
     return {"points": [{k: pt[k] for k in ("step", "id", "normalized_score", "return_mean", "final")}
                        for pt in r["points"]]}
-
-
-def _joint_curve(p: dict[str, Any]) -> dict[str, Any]:
-    from hub.evaluation import evaluate_many
-    from hub.store import Store
-
-    store = Store()
-    cards = [store.card(e.id) for e in store.entries("diffusion")]
-    found = sorted((c.origin.steps or 0, c.id) for c in cards if c.origin.checkpoint_of == p["joint_critic"])
-    found.append((store.card(p["module_id"]).origin.steps or 0, p["module_id"]))
-    results = evaluate_many([i for _, i in found], episodes=p["episodes"], seed=p["seed"], workers=1,
-                            device=p["device"], max_steps=p.get("max_steps"), write=True)
-    return {"points": [{"step": step, "id": mid, "normalized_score": r["normalized_score"],
-                        "return_mean": r["return_mean"], "final": mid == p["module_id"]}
-                       for (step, mid), r in zip(found, results, strict=True)]}
 
 
 FUNCTIONS: dict[str, JobFn] = {"guidance": train_guidance_job, "diffusion": train_diffusion_job,

@@ -167,11 +167,14 @@ def _inputs(job: Job, graph: Graph, records: dict[str, dict[str, Any]]) -> dict[
         commits.update((records.get(jid) or {}).get("commits") or {})
         todo += graph.jobs[jid].deps
     p = job.payload
-    wanted = {p.get(k) for k in ("guidance", "diffusion", "infer_guidance")} | (
-        {p.get("module_id")} if job.kind in ("evaluate", "curve") else set())
-    if job.kind == "curve":  # the run's checkpoint modules (a joint run's are named after its critic)
-        runs = [f"{p[k]}-step" for k in ("module_id", "joint_critic") if p.get(k)]
-        wanted |= {m for m in commits if m.startswith(tuple(runs))}
+    wanted: set[Any] = set()
+    for k in ("guidance", "diffusion", "infer_guidance"):  # a guidance may be one id per member (a list)
+        v = p.get(k)
+        wanted |= set(v) if isinstance(v, list) else {v}
+    if job.kind in ("evaluate", "curve"):
+        wanted.add(p.get("module_id"))
+    if job.kind == "curve":  # the run's checkpoint modules
+        wanted |= {m for m in commits if m.startswith(f"{p['module_id']}-step")}
     return {m: c for m, c in commits.items() if m in wanted}
 
 
