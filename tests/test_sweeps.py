@@ -275,3 +275,13 @@ def test_a_failed_job_blocks_its_dependants_and_a_rerun_retries_it(data, monkeyp
     again = sweep(spec, workers=1, echo=None)
     assert again.ok and {again.graph.jobs[j].kind for j in again.ran} == {"combine", "evaluate"}
     assert set(again.skipped) == set(r.ran)
+
+
+@pytest.mark.parametrize("name", ["gfdt.yaml", "evidence.yaml"])
+def test_the_shipped_specs_expand(name):
+    """The specs under benchmarks/sweeps/ validate and expand (a dry run: nothing trained, no data made)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sweeps" / name
+    res = CliRunner().invoke(app, ["sweep", str(path), "--dry-run", "--json"])
+    assert res.exit_code == 0, res.output
+    kinds = [j["kind"] for j in json.loads(res.stdout)["jobs"]]
+    assert kinds.count("guidance") >= 2 and kinds.count("diffusion") >= 4 and kinds.count("evaluate") >= 10
