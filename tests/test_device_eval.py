@@ -138,3 +138,12 @@ def test_fit_v_on_a_device(hub_home):
     assert module_device(fitted.net) == resolve_device("auto")
     with pytest.raises(DeviceError):
         fit_v(g, store=store, steps=1, device=MISSING)
+
+
+def test_compiled_evaluation_runs_the_compiled_selection(stored):
+    from hub.evaluation import runtime_for
+
+    _, runtime, _, _ = runtime_for("pq", stored, "cpu", compile=True)
+    assert runtime._compiled is not None  # the selection is the compiled one
+    r = evaluate("pq", episodes=2, seed=0, store=stored, max_steps=STEPS, write=False, compile=True)
+    assert r["episodes"] == 2 and np.isfinite(r["return_mean"])
