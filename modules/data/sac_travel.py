@@ -390,6 +390,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint-every-s", type=float, default=180.0)
     p.add_argument("--min-reference", type=float, default=5.0, help="with the run's own best as reference: pick "
                    "no medium before the best mean travel reaches this many metres")
+    d = SACConfig(env="x")
+    p.add_argument("--gamma", type=float, default=d.gamma, help=f"discount (default {d.gamma})")
+    p.add_argument("--tau", type=float, default=d.tau, help=f"Polyak rate of the target critics (default {d.tau})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate of every optimizer (default {d.lr})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"default {d.batch_size}")
+    p.add_argument("--hidden", type=int, default=d.hidden, help=f"width of the 2 hidden layers (default {d.hidden})")
     p.add_argument("--status", action="store_true", help="print where the run in --out stands and exit")
     a = p.parse_args(argv)
     if a.status:
@@ -403,7 +409,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = TravelRunConfig(env=env_spec(a.env).name, seed=a.seed, max_steps=a.max_steps, max_wall_s=a.max_wall_s,
                           eval_every=a.eval_every, start_steps=a.start_steps, reference_travel=ref,
                           band_lo=a.band[0], band_hi=a.band[1], patience=a.patience,
-                          checkpoint_every_s=a.checkpoint_every_s, min_reference=a.min_reference)
+                          checkpoint_every_s=a.checkpoint_every_s, min_reference=a.min_reference,
+                          gamma=a.gamma, tau=a.tau, lr=a.lr, batch_size=a.batch_size, hidden=a.hidden)
     print(json.dumps(run(cfg, a.out, log=lambda s: print(s, flush=True)), indent=2), flush=True)
 
 
