@@ -28,7 +28,7 @@ from torch.func import functional_call, vmap
 from modules.device import autocast
 from modules.diffusion.model import DiffusionModel
 from modules.guidance.iql import IQLCritic
-from modules.sampling import chain_from_noise, chain_noise_shapes, reverse_chain
+from modules.sampling import chain_from_noise, chain_noise_shapes
 from modules.train.rng import Rng
 
 M = TypeVar("M", bound=nn.Module)
@@ -171,30 +171,34 @@ class Update:
         return dict(zip(names, values, strict=True))
 
     # --- state --------------------------------------------------------------------------------------------------
+    def _network(self, name: str) -> nn.Module:
+        """The module behind tensors `name.*` (a single run's live module; an ensemble's template)."""
+        return getattr(self.loss_module, name)
+
+    def _stacked(self, name: str) -> Tensors:
+        return _strip({**self.trained, **self.tracked}, name)
+
     def _sub_state(self, name: str) -> Tensors:
-        if self.members is None:
-            return getattr(self.loss_module, name).state_dict()
-        pool = {**self.trained, **self.tracked}
-        return _strip(pool, name)
+        return self._network(name).state_dict() if self.members is None else self._stacked(name)
 
     def _load_sub(self, name: str, saved: Tensors) -> None:
         if self.members is None:
-            getattr(self.loss_module, name).load_state_dict(saved)
+            self._network(name).load_state_dict(saved)
             return
-        pool = {**self.trained, **self.tracked}
         with torch.no_grad():
-            for k, v in _strip(pool, name).items():
+            for k, v in self._stacked(name).items():
                 v.copy_(saved[k])
 
     def member(self, name: str, k: int) -> nn.Module:
         """Member k's network `name` as a plain module (the single run's own module when there are no members)."""
-        template = getattr(self.loss_module, name)
+        template = self._network(name)
         if self.members is None:
             return template
         m = copy.deepcopy(template)
+        stacked = self._stacked(name)
         with torch.no_grad():
             for n, p in m.named_parameters():
-                p.copy_(_strip({**self.trained, **self.tracked}, name)[n][k])
+                p.copy_(stacked[n][k])
         return m
 
 
@@ -454,37 +458,14 @@ class DiffusionUpdate(Update):
             else:
                 torch._foreach_lerp_(ema, live, 1.0 - self.ema_decay)
 
-    def act(self, obs: torch.Tensor) -> torch.Tensor:
-        """One action per state from the EMA model (single run). -> (B, act_dim)"""
-        return reverse_chain(self.ema, obs, n=1)[:, 0, : self.model.cfg.act_dim]
-
     def state(self) -> dict:
         s = {"model": self._sub_state("model"), "ema": self._sub_state("ema"), "opt": self.opt.state_dict()}
         if self.sched is not None:
             s["sched"] = self.sched.state_dict()
         return s
 
-    def _sub_state(self, name: str) -> Tensors:
-        if self.members is None and name == "ema":
-            return self.ema.state_dict()
-        return super()._sub_state(name)
-
-    def _load_sub(self, name: str, saved: Tensors) -> None:
-        if self.members is None and name == "ema":
-            self.ema.load_state_dict(saved)
-            return
-        super()._load_sub(name, saved)
-
-    def member(self, name: str, k: int) -> nn.Module:
-        if name == "ema" and self.members is None:
-            return self.ema
-        if name == "ema":
-            m = copy.deepcopy(self.ema)
-            with torch.no_grad():
-                for n, p in m.named_parameters():
-                    p.copy_(self.tracked[f"ema.{n}"][k])
-            return m
-        return super().member(name, k)
+    def _network(self, name: str) -> nn.Module:
+        return self.ema if name == "ema" else super()._network(name)  # the EMA copy is not part of the loss
 
     def load(self, s: dict) -> None:
         self._load_sub("model", s["model"])
