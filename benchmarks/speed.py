@@ -112,6 +112,22 @@ def states_np(n: int, dims: Dims, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------- our side
 
 
+def one_after_another(make: Callable[[], Bench], k: int) -> Bench:
+    """K seeds trained as K separate models in turn (seed i's networks built after torch.manual_seed(i)): one call
+    steps each once -> K seed-steps."""
+    benches = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        benches.append(make())
+    fns = [b.fn for b in benches]
+
+    def run() -> None:
+        for f in fns:
+            f()
+
+    return Bench(run, units=k, unit="seed-steps/s", keep=benches)
+
+
 def build_ours(kind: str, device: torch.device, options: dict, dims: Dims | None = None,
                batch: dict[str, torch.Tensor] | None = None) -> Bench:
     """Our implementation of one step kind, on `device`, from modules/. The one place our side is built."""
@@ -217,17 +233,7 @@ def build_ours(kind: str, device: torch.device, options: dict, dims: Dims | None
         if ensemble == "batched":  # one K-seed computation (the updates' members)
             return bench(dims.ensemble_step, members=K, units=K, unit="seed-steps/s")
         # sequential: K single-seed models, one after another (as the reference has to)
-        parts = []
-        for seed in range(K):
-            torch.manual_seed(seed)
-            parts.append(bench(dims.ensemble_step))
-        fns = [p.fn for p in parts]
-
-        def sequential() -> None:
-            for f in fns:
-                f()
-
-        return Bench(sequential, units=K, unit="seed-steps/s", keep=parts)
+        return one_after_another(lambda: bench(dims.ensemble_step), K)
     raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
 
 
@@ -276,17 +282,7 @@ def build_reference(kind: str, device: torch.device, dims: Dims | None = None,
         many = states_np(dims.select_states, dims, seed=1)
         return Bench(lambda: a.sample_actions(many, n=dims.candidates), unit="calls/s", keep=[a])
     if kind == "ensemble":
-        members = []
-        for seed in range(dims.ensemble_k):
-            torch.manual_seed(seed)
-            members.append(step_fn(dims.ensemble_step))
-        fns = [m.fn for m in members]
-
-        def one_after_another() -> None:
-            for f in fns:
-                f()
-
-        return Bench(one_after_another, units=dims.ensemble_k, unit="seed-steps/s", keep=members)
+        return one_after_another(lambda: step_fn(dims.ensemble_step), dims.ensemble_k)
     raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
 
 
