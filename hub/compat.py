@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from cards import Interface, ModuleCard
+from cards import DatasetRef, Interface, ModuleCard
 from hub.errors import CompatibilityError, MdhubError
 from hub.modes import Phase, get_mode, mode_names
 from hub.registry import registry
@@ -76,6 +76,26 @@ class Report:
                  + ("COMPATIBLE" if self.compatible else "INCOMPATIBLE")]
         lines += [f"  {c.status.upper():5}  {c.name:<{width}}  {c.detail}" for c in self.checks]
         return "\n".join(lines)
+
+
+def _same_transitions(gd: DatasetRef, dd: DatasetRef) -> tuple[Literal["ok", "warn"], str] | None:
+    """When one dataset is a reward relabelling of the other (or both relabel the same source): the same states and
+    actions under another reward, i.e. reward retargeting at sampling. ("ok" | "warn", message), or None when the
+    two are not related by relabelling. A source named but with other content (sha256) is a warning."""
+    def source(d: DatasetRef) -> tuple[str, str | None]:
+        return (d.source_id, d.source_sha256) if d.source_id else (d.id, d.sha256)
+
+    if not (gd.reward or dd.reward) or source(gd)[0] != source(dd)[0]:
+        return None
+    (src, g_sha), (_, d_sha) = source(gd), source(dd)
+    g_rew, d_rew = gd.reward or "the data's own", dd.reward or "the data's own"
+    if g_sha and d_sha and g_sha != d_sha:
+        return "warn", (f"both relabel '{src}' but from different data (sha256 {g_sha[:12]} vs {d_sha[:12]}): "
+                        "regenerated with other settings?")
+    if g_rew == d_rew:
+        return "ok", f"both trained on '{src}' relabelled with the reward {g_rew}"
+    return "ok", (f"reward retargeting: the guidance values the reward {g_rew} ('{gd.id}'), the diffusion model "
+                  f"was trained on {d_rew} rewards ('{dd.id}'); the same states and actions of '{src}'")
 
 
 def _diffusion_side(diffusion: ModuleCard | str) -> tuple[str, str, tuple[str, ...], tuple[str, ...], Interface | None]:
@@ -167,7 +187,10 @@ def check(guidance: ModuleCard | None, diffusion: ModuleCard | str, mode: str,
         report.add("env", "ok", gi.env_id or d_iface.env_id or "(unspecified)")
     gd, dd = gi.dataset, d_iface.dataset
     if gd and dd:
-        if gd.id != dd.id:
+        same_data = _same_transitions(gd, dd)
+        if same_data is not None:
+            report.add("dataset", same_data[0], same_data[1])
+        elif gd.id != dd.id:
             report.add("dataset", "warn", f"guidance trained on '{gd.id}', diffusion on '{dd.id}' (same env): values "
                        "may be off-distribution for the policy's actions")
         elif gd.sha256 and dd.sha256 and gd.sha256 != dd.sha256:

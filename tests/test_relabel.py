@@ -206,3 +206,35 @@ def test_a_module_trained_on_relabelled_data_names_the_reward_and_source(stored,
     assert ref.source_id == SRC and ref.source_sha256 == stored.sha256
     readme = card_to_readme(loaded.card)
     assert "relabelled with the reward `backward` from `hopper-bullet-tiny`" in readme
+
+
+def _dataset_check(report) -> tuple[str, str]:
+    found = [c for c in report.checks if c.name == "dataset"]
+    assert len(found) == 1, report.checks
+    return found[0].status, found[0].detail
+
+
+def test_a_guidance_on_relabelled_data_steers_the_sources_diffusion_model_as_retargeting(stored, hub_home):
+    """The compatibility layer knows a relabelling keeps the states and actions: a guidance trained on a relabelled
+    copy of the diffusion model's own data is reward retargeting (ok), not off-distribution data (warn)."""
+    from hub.compat import check
+
+    store.relabel(SRC, "backward", "hop-back")
+    guidance = hub.train_guidance("iql", "hop-back", steps=2, seed=0, progress=False)[0].card
+    diffusion = hub.train_diffusion("idql", SRC, steps=2, seed=0, progress=False)[0].card
+    status, detail = _dataset_check(check(guidance, diffusion, "resample"))
+    assert status == "ok" and "reward retargeting" in detail and "backward" in detail and SRC in detail
+    # two relabellings of the same source, other rewards: retargeting too
+    iface = diffusion.interface.model_copy(update={"dataset": DatasetRef(
+        id="hop-energy", sha256="a" * 64, reward="energy", source_id=SRC, source_sha256=stored.sha256)})
+    status, detail = _dataset_check(check(guidance, diffusion.model_copy(update={"interface": iface}), "resample"))
+    assert status == "ok" and "energy" in detail and "backward" in detail
+    # a relabelling of other content under the same source id: a warning naming both sha256
+    iface = diffusion.interface.model_copy(update={"dataset": DatasetRef(
+        id=SRC, sha256="b" * 64)})
+    status, detail = _dataset_check(check(guidance, diffusion.model_copy(update={"interface": iface}), "resample"))
+    assert status == "warn" and "different data" in detail and "bbbbbbbbbbbb" in detail
+    # an unrelated dataset of the same env: still the off-distribution warning
+    iface = diffusion.interface.model_copy(update={"dataset": DatasetRef(id="hopper-bullet-medium", sha256="c" * 64)})
+    status, detail = _dataset_check(check(guidance, diffusion.model_copy(update={"interface": iface}), "resample"))
+    assert status == "warn" and "off-distribution" in detail
