@@ -31,8 +31,8 @@ def _spec():
 
 
 def _row(name: str, scores: list[float], wall: float = 100.0, mem: float = 500.0) -> dict:
-    return {"combination": name, "seed_ids": SEEDS, "seeds": len(SEEDS), "scores": scores, "iqm": float(np.mean(scores)),
-            "train_wall_s": wall, "peak_memory_mb": mem}
+    return {"combination": name, "seed_ids": SEEDS, "seeds": len(SEEDS), "scores": scores,
+            "iqm": float(np.mean(scores)), "train_wall_s": wall, "peak_memory_mb": mem}
 
 
 def _verdicts(ev: ModuleType, rows: list[dict], curves: list[dict] | None = None) -> dict[str, dict]:
