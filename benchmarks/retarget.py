@@ -306,6 +306,12 @@ def main(argv: list[str] | None = None) -> int:
             guidance_of[r] = ensure_guidance(f"rt-{slug(r)}", rid)
 
         arms = ["unguided", "original", *rewards]
+        missing = [m for s in seeds for m in (diffusion.format(seed=s), guidance_of["original"].format(seed=s))
+                   if not store.contains(m)]
+        if missing:
+            print(f"the guidances are trained; {len(missing)} input module(s) are not in the store yet (first: "
+                  f"{missing[0]}): rerun this command once they are (e.g. when the evidence sweep has trained them)")
+            return 0
         for arm in arms:
             for s in seeds:
                 f = work / f"{slug(arm)}-s{s}.json"
