@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,27 @@ def write_curve(run_dir: Path, result: TrainResult, title: str, stem: str = "cur
     from hub.plots import plot_curve
 
     return plot_curve(result.curve, run_dir / f"{stem}.png", title)
+
+
+@contextmanager
+def exclusive_run(run_folder: Path) -> Iterator[None]:
+    """One process trains a run at a time. A second one (a rerun started while the first still runs, or a sweep
+    worker left running by a killed sweep) is refused in one line instead of interleaving its checkpoints with the
+    first's; the lock (`.train.lock` in the run folder) goes with the process that holds it, even on kill -9."""
+    from filelock import FileLock, Timeout
+
+    run_folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(run_folder / ".train.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise MdhubError(f"run '{run_folder.name}' is being trained by another process right now (it holds "
+                         f"{run_folder / '.train.lock'}): wait for it, or stop it and rerun to continue from its "
+                         "checkpoint") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _run_dir(module_id: str) -> Path:
@@ -373,47 +395,48 @@ def train_guidance(algo: str, dataset: str | OfflineDataset, steps: int | None =
     run_tag = f"{critics[0].cfg.model_dump_json()}|{models[0].cfg.model_dump_json() if models else ''}"
     run_tag += f"|seeds={members}" if ensemble else ""
     run_folder = _run_dir(run_name(ids, ensemble))
-    fresh, replace, done = plan_rerun(store, ids + (actor_ids if backbone else []), run_folder, recipe, ds,
-                                      members[0], run_tag, overwrite, fresh, resume, report)
-    if done is not None:
-        return done
-    info = RunInfo(device=device_name(dev), precision=precision)
-    reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
+    with exclusive_run(run_folder):
+        fresh, replace, done = plan_rerun(store, ids + (actor_ids if backbone else []), run_folder, recipe, ds,
+                                          members[0], run_tag, overwrite, fresh, resume, report)
+        if done is not None:
+            return done
+        info = RunInfo(device=device_name(dev), precision=precision)
+        reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
 
-    def store_members(step: int | None, cs: list[Any] | None, ms: list[Any] | None,
-                      result: TrainResult) -> list[StoredModule]:
-        out: list[StoredModule] = []
-        for k, s in enumerate(members):
-            assert cs is not None
-            at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
-            suffix = f"-step{step}" if step is not None else ""
-            critic = _to_cpu(cs[k], copy_it=step is not None)
-            metrics = _member_metrics(result, k, step)
-            g = _save(store, critic, guidance_card(ids[k] + suffix, critic_arch, critic, ds, recipe, s, result,
-                                                   value_stats(critic, ds), info=at, metrics=metrics),
-                      overwrite or replace, ids[k] if step is not None else None)
-            out.append(g)
-            if backbone and ms is not None:
-                model = _to_cpu(ms[k], copy_it=step is not None)
-                at_actor = RunInfo(at.device, at.precision, step, actor_ids[k] if step is not None else None)
-                out.append(_save(store, model, diffusion_card(actor_ids[k] + suffix, backbone, model, ds, recipe, s,
-                                                              result, g, "The actor of a joint DQL run.",
-                                                              info=at_actor, metrics=metrics),
-                                 overwrite or replace, actor_ids[k] if step is not None else None))
-        return out
+        def store_members(step: int | None, cs: list[Any] | None, ms: list[Any] | None,
+                          result: TrainResult) -> list[StoredModule]:
+            out: list[StoredModule] = []
+            for k, s in enumerate(members):
+                assert cs is not None
+                at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
+                suffix = f"-step{step}" if step is not None else ""
+                critic = _to_cpu(cs[k], copy_it=step is not None)
+                metrics = _member_metrics(result, k, step)
+                g = _save(store, critic, guidance_card(ids[k] + suffix, critic_arch, critic, ds, recipe, s, result,
+                                                       value_stats(critic, ds), info=at, metrics=metrics),
+                          overwrite or replace, ids[k] if step is not None else None)
+                out.append(g)
+                if backbone and ms is not None:
+                    model = _to_cpu(ms[k], copy_it=step is not None)
+                    at_actor = RunInfo(at.device, at.precision, step, actor_ids[k] if step is not None else None)
+                    out.append(_save(store, model, diffusion_card(actor_ids[k] + suffix, backbone, model, ds, recipe, s,
+                                                                  result, g, "The actor of a joint DQL run.",
+                                                                  info=at_actor, metrics=metrics),
+                                     overwrite or replace, actor_ids[k] if step is not None else None))
+            return out
 
-    def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
-        store_members(step, cs, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
+        def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
+            store_members(step, cs, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
 
-    eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and backbone) else None
-    result = run(recipe, ds, critic=critics if ensemble else critics[0],
-                 model=(models if ensemble else models[0]) if models else None, seed=members[0], eval_fn=eval_fn,
-                 eval_every=budget.eval_every, run_dir=run_folder, checkpoint_every=budget.checkpoint_every,
-                 progress=progress, run_tag=run_tag, fresh=fresh, log_every=budget.log_every,
-                 seeds=members if ensemble else None, device=dev, precision=precision, compile=compile,
-                 save_every=save_every, on_save=on_save if save_every else None)
-    _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
-    return store_members(None, result.critics, result.models, result)
+        eval_fn = eval_fn_factory(ds, None) if (eval_fn_factory and backbone) else None
+        result = run(recipe, ds, critic=critics if ensemble else critics[0],
+                     model=(models if ensemble else models[0]) if models else None, seed=members[0], eval_fn=eval_fn,
+                     eval_every=budget.eval_every, run_dir=run_folder, checkpoint_every=budget.checkpoint_every,
+                     progress=progress, run_tag=run_tag, fresh=fresh, log_every=budget.log_every,
+                     seeds=members if ensemble else None, device=dev, precision=precision, compile=compile,
+                     save_every=save_every, on_save=on_save if save_every else None)
+        _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
+        return store_members(None, result.critics, result.models, result)
 
 
 def train_diffusion(algo: str, dataset: str | OfflineDataset,
@@ -501,41 +524,42 @@ def train_diffusion(algo: str, dataset: str | OfflineDataset,
     run_tag = f"{','.join(str(x.card.ref().sha256) for x in gs)}|{models[0].cfg.model_dump_json()}"
     run_tag += f"|seeds={members}" if ensemble else ""
     run_folder = _run_dir(run_name(ids, ensemble))
-    fresh, replace, done = plan_rerun(store, ids, run_folder, recipe, ds, members[0], run_tag, overwrite, fresh,
-                                      resume, report)
-    if done is not None:
-        return done
-    loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=models[0], guidance=g0, dataset=ds,
-                                                     store=store, progress=progress))
-    if per_member:
-        loop_guidance = [x.net for x in gs]  # q_loss: member k trains under guidance k (stacked, frozen)
-    info = RunInfo(device=device_name(dev), precision=precision)
-    reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
+    with exclusive_run(run_folder):
+        fresh, replace, done = plan_rerun(store, ids, run_folder, recipe, ds, members[0], run_tag, overwrite, fresh,
+                                          resume, report)
+        if done is not None:
+            return done
+        loop_guidance, targets = prepare(TrainingContext(recipe=recipe, model=models[0], guidance=g0, dataset=ds,
+                                                         store=store, progress=progress))
+        if per_member:
+            loop_guidance = [x.net for x in gs]  # q_loss: member k trains under guidance k (stacked, frozen)
+        info = RunInfo(device=device_name(dev), precision=precision)
+        reward = reward_scale_for(recipe.reward_transform, np.asarray(ds.episode_returns()))
 
-    def store_members(step: int | None, ms: list[Any] | None, result: TrainResult) -> list[StoredModule]:
-        assert ms is not None
-        out: list[StoredModule] = []
-        for k, s in enumerate(members):
-            at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
-            model = _to_cpu(ms[k], copy_it=step is not None)
-            card = diffusion_card(ids[k] + (f"-step{step}" if step is not None else ""), backbone, model, ds, recipe,
-                                  s, result, gs[k] if per_member else g0, info=at,
-                                  metrics=_member_metrics(result, k, step))
-            out.append(_save(store, model, card, overwrite or replace, ids[k] if step is not None else None))
-        return out
+        def store_members(step: int | None, ms: list[Any] | None, result: TrainResult) -> list[StoredModule]:
+            assert ms is not None
+            out: list[StoredModule] = []
+            for k, s in enumerate(members):
+                at = RunInfo(info.device, info.precision, step, ids[k] if step is not None else None)
+                model = _to_cpu(ms[k], copy_it=step is not None)
+                card = diffusion_card(ids[k] + (f"-step{step}" if step is not None else ""), backbone, model, ds,
+                                      recipe, s, result, gs[k] if per_member else g0, info=at,
+                                      metrics=_member_metrics(result, k, step))
+                out.append(_save(store, model, card, overwrite or replace, ids[k] if step is not None else None))
+            return out
 
-    def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
-        store_members(step, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
+        def on_save(step: int, cs: list[Any] | None, ms: list[Any] | None) -> None:
+            store_members(step, ms, TrainResult(critic=None, model=None, reward=reward, steps=step))
 
-    eval_fn = eval_fn_factory(ds, g0) if eval_fn_factory else None
-    result = run(recipe, ds, model=models if ensemble else models[0], guidance=loop_guidance, seed=members[0],
-                 eval_fn=eval_fn, eval_every=budget.eval_every, run_dir=run_folder,
-                 checkpoint_every=budget.checkpoint_every, progress=progress, targets=targets, run_tag=run_tag,
-                 fresh=fresh, log_every=budget.log_every, seeds=members if ensemble else None, device=dev,
-                 precision=precision, compile=compile, save_every=save_every,
-                 on_save=on_save if save_every else None)
-    _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
-    return store_members(None, result.models, result)
+        eval_fn = eval_fn_factory(ds, g0) if eval_fn_factory else None
+        result = run(recipe, ds, model=models if ensemble else models[0], guidance=loop_guidance, seed=members[0],
+                     eval_fn=eval_fn, eval_every=budget.eval_every, run_dir=run_folder,
+                     checkpoint_every=budget.checkpoint_every, progress=progress, targets=targets, run_tag=run_tag,
+                     fresh=fresh, log_every=budget.log_every, seeds=members if ensemble else None, device=dev,
+                     precision=precision, compile=compile, save_every=save_every,
+                     on_save=on_save if save_every else None)
+        _write_curves(run_folder, result, members, ensemble, recipe.name, ids)
+        return store_members(None, result.models, result)
 
 
 # ----------------------------------------------------------------------------------------------- runs of many seeds

@@ -285,3 +285,54 @@ def test_the_shipped_specs_expand(name):
     assert res.exit_code == 0, res.output
     kinds = [j["kind"] for j in json.loads(res.stdout)["jobs"]]
     assert kinds.count("guidance") >= 2 and kinds.count("diffusion") >= 4 and kinds.count("evaluate") >= 10
+
+
+def _group_pids(pgid: int) -> list[int]:
+    """Live processes of a process group (from /proc: field 5 of stat is the group)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc (Linux)")
+def test_killing_a_sweep_stops_its_workers(hub_home, tmp_path):
+    """kill -9 of `mdhub sweep` must not leave its pool workers training unseen (a rerun would start the same job
+    beside them): they stop with it. The run they trained resumes on the rerun."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = {"name": "kill", "datasets": [{"id": "toy-8gaussians", "make": True, "transitions": 256}],
+            "guidance": [{"name": "g", "algo": "iql", "seeds": [0], "steps": 10_000_000, "hidden": 8,
+                          "batch_size": 16}, {"name": "h", "algo": "iql", "seeds": [1], "steps": 10_000_000,
+                                              "hidden": 8, "batch_size": 16}]}
+    path = tmp_path / "kill.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    proc = subprocess.Popen([sys.executable, "-c", "from hub.cli import main; main()", "sweep", str(path),
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True,
+                            env={**os.environ, "MDHUB_HOME": str(hub_home), "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        runs = hub_home / "runs"
+        while time.monotonic() < deadline and len(list(runs.glob("*/scalars.jsonl"))) < 2:
+            assert proc.poll() is None, "the sweep ended before its jobs trained"
+            time.sleep(0.5)
+        workers = [p for p in _group_pids(proc.pid) if p != proc.pid]
+        assert len(workers) >= 2, "the sweep's pool did not start"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _group_pids(proc.pid):
+            time.sleep(0.5)
+        assert _group_pids(proc.pid) == [], "workers outlived the killed sweep"
+    finally:
+        for pid in _group_pids(proc.pid):
+            os.kill(pid, signal.SIGKILL)

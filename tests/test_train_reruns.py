@@ -106,3 +106,21 @@ def test_lr_eta_checkpoint_every_and_config(hub_home, tmp_path):
     r = runner.invoke(app, ["train", "diffusion", "--help"], env={"COLUMNS": "200"})
     for flag in ("--eta", "--lr", "--batch-size", "--checkpoint-every", "--config", "--resume", "--fresh"):
         assert flag in r.output
+
+
+def test_a_run_another_process_is_training_is_refused_and_the_checkpoint_is_left_alone(hub_home):
+    """Two processes on one run would interleave checkpoints (a rerun started while a killed sweep's worker still
+    trains it): the second is refused in one line while the first holds the run's lock, and goes ahead after."""
+    from filelock import FileLock
+
+    from hub.paths import run_dir
+
+    folder = run_dir("g")
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = FileLock(str(folder / ".train.lock"))
+    with holder:  # what a training process holds while it trains
+        line = one_error_line(train("--steps", "4"))
+        assert "run 'g' is being trained by another process right now" in line and ".train.lock" in line
+        assert not Store().contains("g") and not (folder / "checkpoint").exists()
+    assert train("--steps", "4").exit_code == 0
+    assert Store().card("g").origin.steps == 4

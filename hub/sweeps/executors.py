@@ -76,6 +76,38 @@ class InlineExecutor:
         self.queue.clear()
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - the pid now belongs to another user's process
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): os.kill said it exists
+        return True
+
+
+def _die_with_the_sweep(sweep_pid: int) -> None:
+    """A pool worker's initializer: when the sweep's process dies (kill -9, a closed terminal), the worker stops
+    within seconds instead of finishing its job unseen while a rerun starts the same job. (The fork server that
+    forks the workers outlives the sweep while they run, so the kernel's parent-death signal cannot be used: a
+    thread watches the sweep's pid.)"""
+    import signal
+    import threading
+    import time
+
+    def watch() -> None:
+        while _alive(sweep_pid):
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="mdhub-sweep-watch", daemon=True).start()
+
+
 class LocalExecutor:
     """A process pool (forkserver where the platform has it, else spawn): `workers` jobs at a time."""
 
@@ -87,7 +119,8 @@ class LocalExecutor:
         if method == "forkserver":  # workers fork from a server that imported the training code once
             ctx.set_forkserver_preload(["hub.sweeps.jobs", "hub.training"])
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=ctx)
+        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_die_with_the_sweep,
+                                        initargs=(os.getpid(),))
         self.futures: dict[Future[dict[str, Any]], dict[str, Any]] = {}
 
     def slots(self) -> int:
