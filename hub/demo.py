@@ -44,7 +44,7 @@ class DemoConfig(BaseModel):
 
 @dataclass
 class DemoRow:
-    policy: str
+    policy: str  # "<backbone>-<native|double|unguided>"
     diffusion: str
     train_guidance: str
     infer_guidance: str
@@ -53,6 +53,16 @@ class DemoRow:
     return_std: float
     normalized_score: float
     path: str
+    env_id: str = ""
+
+
+def side_by_side(rows: list[DemoRow]) -> dict[str, dict[str, float]]:
+    """{backbone: {"unguided" | "native" | "double": normalised score}} from the demo's rows."""
+    out: dict[str, dict[str, float]] = {}
+    for r in rows:
+        backbone, _, how = r.policy.rpartition("-")
+        out.setdefault(backbone, {})[how] = r.normalized_score
+    return out
 
 
 def _dataset(cfg: DemoConfig, say: Callable[[str], None]) -> OfflineDataset:
@@ -117,7 +127,8 @@ def run_demo(cfg: DemoConfig | None = None, store: Store | None = None, say: Cal
         pol.card = pol.card.model_copy(update={"evaluations": [record]})
         saved = pol.save(store=store, overwrite=True)
         rows.append(DemoRow(name, d.id, g.id if g else "-", spec.infer_guidance.id if spec.infer_guidance else "-",
-                            mode, r["return_mean"], r["return_std"], r["normalized_score"], str(saved.path)))
+                            mode, r["return_mean"], r["return_std"], r["normalized_score"], str(saved.path),
+                            ds.metadata["gym_id"]))
         say(f"  {name:14} score {r['normalized_score']:7.1f}  (return {r['return_mean']:.0f} +- {r['return_std']:.0f})")
     say(f"demo done in {time.perf_counter() - t0:.0f} s; modules: {', '.join(m.id for m in (g1, g2, dql, idql))}")
     return rows

@@ -316,6 +316,12 @@ def test_demo_runs_end_to_end_on_a_tiny_budget(hub_home):
         (ev,) = pol.card.evaluations
         assert np.isfinite(ev.normalized_score) and ev.episodes == 1 and ev.max_steps == 20
     assert load_policy("t-dql-double").card.policy.infer_guidance.id == "t-iql-s1"
+    from hub.demo import side_by_side
+
+    table = side_by_side(rows)
+    assert set(table) == {"dql", "idql"} and all(set(v) == {"native", "double", "unguided"} for v in table.values())
+    assert table["idql"]["unguided"] == next(r.normalized_score for r in rows if r.policy == "idql-unguided")
+    assert {r.env_id for r in rows} == {load_policy("t-dql-native").card.interface.env_id}
 
 
 def test_a_run_is_reproducible_from_its_seed_whatever_ran_before(in_world):

@@ -15,8 +15,9 @@ def demo_cmd(
     episodes: int | None = typer.Option(None, "--episodes", help="Evaluation episodes per recombination."),
     prefix: str = typer.Option("demo", "--prefix", help="Id prefix of the modules the demo stores."),
 ) -> None:
-    """The main job on an embedded default: make a small hopper dataset, train two guidance modules and two diffusion
-    backbones, recombine them (crosswise, double guidance), evaluate, and register everything in the local hub."""
+    """The main job on an embedded default: make a small dataset, train two guidance modules and two diffusion
+    backbones, recombine them (guided, double guidance, unguided), evaluate each on the same episodes, print guided
+    vs unguided side by side, and register everything in the local hub."""
     from hub.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(prefix=prefix)
@@ -26,13 +27,25 @@ def demo_cmd(
     if episodes:
         cfg = cfg.model_copy(update={"episodes": episodes})
     rows = run_demo(cfg, say=lambda m: out.print(m, highlight=False, markup=False))
-    table = Table(title="demo: recombinations evaluated on HopperBulletEnv-v0")
+    from hub.demo import side_by_side
+
+    env_id = rows[0].env_id if rows else ""
+    table = Table(title=f"demo: recombinations evaluated on {env_id}")
     for col in ("policy", "diffusion", "guidance (train / infer)", "mode", "return", "score"):
         table.add_column(col)
     for r in rows:
         table.add_row(*map(escape, (r.policy, r.diffusion, f"{r.train_guidance} / {r.infer_guidance}", r.mode,
                                     f"{r.return_mean:.0f} +- {r.return_std:.0f}", f"{r.normalized_score:.1f}")))
     out.print(table)
+    pairs = Table(title="guided vs unguided: normalised score of each backbone (the same episodes)")
+    for col in ("backbone", "unguided (one sample)", f"guided (N={cfg.n_candidates}, its guidance)",
+                "double guidance (another seed's)", "guided - unguided"):
+        pairs.add_column(col, justify="right" if col != "backbone" else "left")
+    for backbone, cells in side_by_side(rows).items():
+        pairs.add_row(escape(backbone), *(f"{cells[k]:.1f}" if k in cells else "-"
+                                          for k in ("unguided", "native", "double")),
+                      f"{cells['native'] - cells['unguided']:+.1f}" if {"native", "unguided"} <= set(cells) else "-")
+    out.print(pairs)
     out.print("stored (policy cards reference their parts):")
     for r in rows:
         out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True, markup=False)
