@@ -220,7 +220,8 @@ def plot(summary: dict[str, Any], arms: list[str], targets: list[float], support
     ax.set_yticks(range(len(arms)), arms, fontsize=8)
     ax.set_xlabel("reward the episodes are judged by", fontsize=8)
     ax.set_ylabel("guidance at sampling", fontsize=8)
-    ax.set_title("per-step reward minus the original guidance's\n(IQM over seeds; colour scaled per column)", fontsize=9)
+    ax.set_title("per-step reward minus the original guidance's\n(IQM over seeds; colour scaled per column)",
+                 fontsize=9)
     fig.suptitle(f"reward retargeting at sampling time: one diffusion model per seed, guidances swapped "
                  f"(IQM over seeds, 95% CI; {budget})", fontsize=10)
     fig.tight_layout()
