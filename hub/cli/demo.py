@@ -50,9 +50,9 @@ def demo_cmd(
     for r in rows:
         out.print(f"  {r.policy}: {r.path}", highlight=False, soft_wrap=True, markup=False)
     out.print(f"These are CPU-sized runs ({cfg.guidance_steps} guidance / {cfg.diffusion_steps} diffusion steps, "
-              f"{cfg.episodes} episodes per score): a young critic can pick worse actions than no guidance at all, "
-              "and scores move by several points between seeds. Full-budget figures: README, Results.",
-              highlight=False)
+              f"{cfg.episodes} episodes per score): scores move by several points between seeds and episodes. Over "
+              "5 demo seeds (benchmarks/demo_seeds.py, README, Results) guidance lifts the IDQL backbone on every "
+              "seed; see there what it does not do at this budget.", highlight=False)
     # ids the demo stored under its prefix (hub/demo.py), so each hint is a command that works as printed
     out.print(f"Next: `mdhub list`, `mdhub show {prefix}-dql-double`, `mdhub check {prefix}-iql-s1 {prefix}-dql-gf`.",
               highlight=False, markup=False)
