@@ -336,3 +336,11 @@ def test_killing_a_sweep_stops_its_workers(hub_home, tmp_path):
     finally:
         for pid in _group_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_final_evaluations_are_ordered_before_learning_curves():
+    """A grid interrupted late should have its final scores: within the evaluation stage the curve jobs come last."""
+    g = plan(tiny_spec())
+    kinds = [j.kind for j in g.ordered() if j.stage == "evaluate"]
+    assert "curve" in kinds and "evaluate" in kinds
+    assert kinds.index("curve") > max(i for i, k in enumerate(kinds) if k == "evaluate")

@@ -63,7 +63,9 @@ class Graph:
     members: dict[tuple[str, int], Member]
 
     def ordered(self) -> list[Job]:
-        return sorted(self.jobs.values(), key=lambda j: STAGE_ORDER[j.stage])
+        """By stage; within the evaluation stage the final evaluations before the learning curves, so that a grid
+        interrupted late has its final scores (a curve is 10 checkpoint evaluations of one seed)."""
+        return sorted(self.jobs.values(), key=lambda j: (STAGE_ORDER[j.stage], j.kind == "curve"))
 
     def describe(self) -> list[str]:
         """One line per job: stage, short id, name, the jobs it waits for."""
